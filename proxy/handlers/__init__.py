@@ -1,0 +1,1 @@
+"""HTTP handlers: thin functions that read, validate, translate, call Ollama and write."""

@@ -1,0 +1,82 @@
+"""The request id and the one place where errors become OpenAI's envelope.
+
+``error_middleware`` is the outermost guard (like Starlette's ``ServerErrorMiddleware``): a
+``ProxyError`` is rendered with its status; aiohttp's own HTTP errors (unknown route, wrong
+method, body too large) are mapped into the same family; anything else is a bug, logged with
+its traceback and answered as a generic 500 naming only the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
+
+__all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_id"]
+
+log = logging.getLogger("proxy")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(request: web.Request) -> str:
+    """The request's id: the client's ``X-Request-Id`` when it is sane, else a new one."""
+    rid = request.get("request_id")
+    if rid is None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if _REQUEST_ID.fullmatch(incoming) else "req_" + secrets.token_hex(12)
+        request["request_id"] = rid
+    return str(rid)
+
+
+def error_response(error: ProxyError, rid: str) -> web.Response:
+    headers = {REQUEST_ID_HEADER: rid}
+    if error.retry_after is not None:
+        headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
+    return web.Response(
+        status=error.status,
+        body=orjson.dumps(to_envelope(error)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ProxyError:
+    if exc.status == 404:
+        return NotFound(f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
+    if exc.status == 405:
+        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
+    if exc.status == 413:
+        return PayloadTooLarge("The request body is too large.")
+    error = ProxyError(exc.reason or "HTTP error")
+    error.status = exc.status
+    error.type = "invalid_request_error" if exc.status < 500 else "api_error"
+    return error
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id(request)
+    try:
+        response = await handler(request)
+    except ProxyError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s %s -> %d %s", rid, request.method, request.path, exc.status, exc.message)
+        return error_response(exc, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(exc, request), rid)
+    except Exception:
+        log.exception("%s %s %s -> unhandled error", rid, request.method, request.path)
+        return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response

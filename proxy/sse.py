@@ -1,0 +1,34 @@
+"""Server-Sent Events on an aiohttp response: headers that defeat buffering, and error frames.
+
+Once a stream's headers are out its status can no longer change, so a failure after that is
+sent as one ``data: {"error": ...}`` frame (which the OpenAI SDKs raise as ``APIError``) and the
+stream is closed without ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .errors import ProxyError, to_envelope
+from .translate.stream import frame
+
+__all__ = ["error_frame", "start_event_stream"]
+
+_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",  # nginx and friends: pass each frame on as it comes
+}
+
+
+async def start_event_stream(request: web.Request, request_id: str) -> web.StreamResponse:
+    """Send the SSE response headers now and return the response to write frames to."""
+    response = web.StreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id})
+    await response.prepare(request)
+    return response
+
+
+def error_frame(error: ProxyError) -> bytes:
+    """The SSE frame that reports ``error`` inside an already started stream."""
+    return frame(to_envelope(error))

@@ -1,0 +1,500 @@
+"""OpenAI chat completions ⇄ Ollama ``/api/chat``, as pure functions.
+
+``from_openai`` turns a client's request body into Ollama's, refusing what Ollama cannot honour
+with a 400 naming the parameter; ``to_completion`` turns Ollama's non-streaming answer into an
+OpenAI ``chat.completion``. No I/O, no clock, no randomness: ids and timestamps come in through
+``ResponseContext``. Every top-level OpenAI parameter appears in exactly one table below, in the
+order of OpenAI's API reference, so a new parameter is a one-line decision.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidRequest, UnsupportedParameter
+from .fields import boolean, integer, number, obj, require, string, type_name
+
+__all__ = [
+    "ChatRequest",
+    "ResponseContext",
+    "finish_reason",
+    "from_openai",
+    "to_completion",
+    "to_logprobs",
+    "to_tool_calls",
+    "to_usage",
+]
+
+log = logging.getLogger("proxy.translate")
+
+# Parameters OpenAI defines, in the order of its reference, and what becomes of each.
+MAPPED = (
+    "messages", "model", "frequency_penalty", "logit_bias", "logprobs", "max_completion_tokens",
+    "max_tokens", "modalities", "n", "parallel_tool_calls", "presence_penalty", "reasoning_effort",
+    "response_format", "seed", "stop", "store", "stream", "stream_options", "temperature",
+    "tool_choice", "tools", "top_logprobs", "top_p",
+)  # fmt: skip
+# Caller bookkeeping that does not change what the model generates: accepted, no effect.
+NO_EFFECT = ("metadata", "prompt_cache_key", "safety_identifier", "service_tier", "user")
+# Defined by OpenAI, impossible over Ollama: a 400 naming the parameter, never a silent drop.
+REFUSED = {
+    "audio": "audio output is not supported by Ollama",
+    "function_call": "the deprecated 'functions' API is not supported; use 'tools'",
+    "functions": "the deprecated 'functions' API is not supported; use 'tools'",
+    "prediction": "predicted outputs are not supported by Ollama",
+    "verbosity": "'verbosity' is not supported by Ollama",
+    "web_search_options": "web search is not supported by Ollama",
+}
+# Ollama-native extras a client may send (e.g. the OpenAI SDK's ``extra_body``).
+OLLAMA_TOP_LEVEL = ("keep_alive", "think", "options", "reasoning")
+OLLAMA_OPTIONS = ("num_ctx", "top_k", "min_p", "repeat_penalty", "repeat_last_n")
+
+_KNOWN = frozenset((*MAPPED, *NO_EFFECT, *REFUSED, *OLLAMA_TOP_LEVEL, *OLLAMA_OPTIONS))
+
+# OpenAI's reasoning efforts onto Ollama's ``think`` levels. "minimal" and "xhigh" lie outside
+# Ollama's low/medium/high, so they clamp to the nearest level, as Ollama's own /v1 does.
+THINK_FOR_EFFORT: dict[str, bool | str] = {
+    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
+    "xhigh": "high",
+}  # fmt: skip
+
+_IMAGE_PREFIXES = tuple(
+    f"data:image/{kind};base64," for kind in ("png", "jpeg", "jpg", "webp", "gif")
+) + ("data:;base64,",)
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+          "tool": "tool"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A translated request: Ollama's body plus what the response side needs to know."""
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool
+    logprobs: bool
+
+
+@dataclass(frozen=True)
+class ResponseContext:
+    """What the response translation may not invent itself: ids and the clock."""
+
+    id: str
+    created: int
+    model: str
+    new_call_id: Callable[[], str]
+
+
+def from_openai(body: dict[str, Any]) -> ChatRequest:
+    """Translate an OpenAI chat request body into Ollama's ``/api/chat`` body."""
+    for key in REFUSED:
+        if body.get(key) is not None:
+            raise UnsupportedParameter(REFUSED[key], param=key)
+    unknown = [key for key in body if key not in _KNOWN]
+    if unknown:
+        log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
+
+    model = require(string(body, "model"), "model")
+    if not model:
+        raise InvalidRequest("'model' must not be empty.", param="model")
+    stream = bool(boolean(body, "stream"))
+    include_usage = False
+    stream_options = obj(body, "stream_options")
+    if stream_options is not None:
+        include_usage = bool(boolean(stream_options, "include_usage", "stream_options.include_usage"))
+    _only_one_choice(body)
+    _check_store(body)
+    logprobs = bool(boolean(body, "logprobs"))
+
+    ollama: dict[str, Any] = {
+        "model": model,
+        "messages": to_messages(body.get("messages")),
+        "stream": stream,
+    }
+    tools = to_tools(body)
+    if tools:
+        ollama["tools"] = tools
+    fmt = to_format(obj(body, "response_format"))
+    if fmt is not None:
+        ollama["format"] = fmt
+    think = to_think(body)
+    if think is not None:
+        ollama["think"] = think
+    keep_alive = body.get("keep_alive")
+    if keep_alive is not None:
+        if isinstance(keep_alive, bool) or not isinstance(keep_alive, (str, int, float)):
+            raise InvalidRequest("'keep_alive' must be a duration string or seconds.", param="keep_alive")
+        ollama["keep_alive"] = keep_alive
+    if logprobs:
+        ollama["logprobs"] = True
+        top = integer(body, "top_logprobs")
+        if top is not None:
+            if not 0 <= top <= 20:
+                raise InvalidRequest("'top_logprobs' must be between 0 and 20.", param="top_logprobs")
+            ollama["top_logprobs"] = top
+    elif body.get("top_logprobs") is not None:
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
+    options = to_options(body)
+    if options:
+        ollama["options"] = options
+    return ChatRequest(ollama, model, stream, include_usage, logprobs)
+
+
+def _only_one_choice(body: dict[str, Any]) -> None:
+    n = integer(body, "n")
+    if n is not None and n != 1:
+        raise UnsupportedParameter("Ollama generates one choice per request; 'n' must be 1.", param="n")
+    bias = obj(body, "logit_bias")
+    if bias:
+        raise UnsupportedParameter("'logit_bias' is not supported by Ollama.", param="logit_bias")
+    if boolean(body, "parallel_tool_calls") is False:
+        raise UnsupportedParameter(
+            "Ollama cannot limit a reply to one tool call; 'parallel_tool_calls' must be true.",
+            param="parallel_tool_calls",
+        )
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise UnsupportedParameter("Only the 'text' modality is supported.", param="modalities")
+
+
+def _check_store(body: dict[str, Any]) -> None:
+    if boolean(body, "store"):
+        raise UnsupportedParameter("The proxy does not store completions; 'store' must be false.", param="store")
+
+
+def to_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Sampling parameters into Ollama's ``options``; explicit OpenAI fields win over extras."""
+    raw = obj(body, "options")
+    options: dict[str, Any] = dict(raw) if raw else {}
+    for key in OLLAMA_OPTIONS:
+        value = number(body, key)
+        if value is not None:
+            options[key] = value
+    for key in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        value = number(body, key)
+        if value is not None:
+            options[key] = value
+    seed = integer(body, "seed")
+    if seed is not None:
+        options["seed"] = seed
+    stop = to_stop(body.get("stop"))
+    if stop is not None:
+        options["stop"] = stop
+    # max_completion_tokens supersedes the deprecated max_tokens (OpenAI's reference).
+    for key in ("max_tokens", "max_completion_tokens"):
+        limit = integer(body, key)
+        if limit is not None:
+            if limit < 1:
+                raise InvalidRequest(f"'{key}' must be at least 1.", param=key)
+            options["num_predict"] = limit
+    return options
+
+
+def to_stop(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise InvalidRequest("'stop' must be a string or an array of strings.", param="stop")
+
+
+def to_format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
+    """``response_format`` → Ollama ``format``: "json" for JSON mode, the schema itself for
+    structured outputs, nothing for plain text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = obj(response_format, "json_schema", "response_format.json_schema")
+        spec = require(spec, "response_format.json_schema")
+        schema = obj(spec, "schema", "response_format.json_schema.schema")
+        return require(schema, "response_format.json_schema.schema")  # type: ignore[no-any-return]
+    raise InvalidRequest(
+        "'response_format.type' must be 'text', 'json_object' or 'json_schema'.",
+        param="response_format.type",
+    )
+
+
+def to_think(body: dict[str, Any]) -> bool | str | None:
+    """``reasoning_effort`` (or Ollama's own ``think``) → Ollama ``think``."""
+    think = body.get("think")
+    if think is not None:
+        if not isinstance(think, (bool, str)):
+            raise InvalidRequest("'think' must be a boolean or a level.", param="think")
+        return think
+    param, effort = "reasoning_effort", string(body, "reasoning_effort")
+    reasoning = obj(body, "reasoning")
+    if effort is None and reasoning is not None:
+        param, effort = "reasoning.effort", string(reasoning, "effort", "reasoning.effort")
+    if effort is None:
+        return None
+    if effort not in THINK_FOR_EFFORT:
+        allowed = ", ".join(repr(e) for e in THINK_FOR_EFFORT)
+        raise InvalidRequest(f"'{param}' must be one of {allowed}.", param=param)
+    return THINK_FOR_EFFORT[effort]
+
+
+def to_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``tools`` and ``tool_choice`` → Ollama ``tools``; choices Ollama cannot force are 400s."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is None:
+        tools = []
+    if not isinstance(tools, list):
+        raise InvalidRequest(f"'tools' must be an array, got {type_name(tools)}.", param="tools")
+    if choice is not None and choice not in ("none", "auto"):
+        if choice == "required" or isinstance(choice, dict):
+            raise UnsupportedParameter(
+                "Ollama cannot force a tool call; 'tool_choice' must be 'auto' or 'none'.",
+                param="tool_choice",
+            )
+        raise InvalidRequest("'tool_choice' must be 'none', 'auto', 'required' or an object.", param="tool_choice")
+    converted = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+    return [] if choice == "none" else converted
+
+
+def _tool(tool: Any, param: str) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"'{param}' must be an object.", param=param)
+    if tool.get("type") != "function":
+        raise UnsupportedParameter("Only 'function' tools are supported.", param=f"{param}.type")
+    function = require(obj(tool, "function", f"{param}.function"), f"{param}.function")
+    name = require(string(function, "name", f"{param}.function.name"), f"{param}.function.name")
+    parameters = obj(function, "parameters", f"{param}.function.parameters")
+    out: dict[str, Any] = {"name": name}
+    description = string(function, "description", f"{param}.function.description")
+    if description is not None:
+        out["description"] = description
+    # A function without parameters takes none (OpenAI); Ollama wants the empty schema spelled out.
+    out["parameters"] = parameters if parameters is not None else {"type": "object", "properties": {}}
+    return {"type": "function", "function": out}
+
+
+def to_messages(messages: Any) -> list[dict[str, Any]]:
+    """OpenAI messages → Ollama messages (roles, content parts, images, tool calls)."""
+    if messages is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest(f"'messages' must be an array, got {type_name(messages)}.", param="messages")
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    call_names: dict[str, str] = {}
+    out = []
+    for i, message in enumerate(messages):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"'{param}' must be an object.", param=param)
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InvalidRequest(
+                f"'{param}.role' must be one of 'system', 'developer', 'user', 'assistant', 'tool'.",
+                param=f"{param}.role",
+            )
+        text, images = _content(message.get("content"), role, param)
+        converted: dict[str, Any] = {"role": _ROLES[role], "content": text}
+        if images:
+            converted["images"] = images
+        if role == "assistant":
+            calls = _assistant_tool_calls(message.get("tool_calls"), param, call_names)
+            if calls:
+                converted["tool_calls"] = calls
+            thinking = message.get("reasoning") or message.get("reasoning_content")
+            if isinstance(thinking, str) and thinking:
+                converted["thinking"] = thinking
+        elif role == "tool":
+            call_id = require(string(message, "tool_call_id", f"{param}.tool_call_id"), f"{param}.tool_call_id")
+            if call_id not in call_names:
+                raise InvalidRequest(
+                    f"'{param}.tool_call_id' does not match a tool call of an earlier assistant message.",
+                    param=f"{param}.tool_call_id",
+                )
+            converted["tool_name"] = call_names[call_id]
+            converted["tool_call_id"] = call_id
+        out.append(converted)
+    return out
+
+
+def _content(content: Any, role: str, param: str) -> tuple[str, list[str]]:
+    """A message's content as Ollama's text plus base64 images; text parts join with newlines."""
+    if content is None:
+        if role == "assistant":  # an assistant turn that only called tools
+            return "", []
+        raise InvalidRequest(f"Missing required parameter: '{param}.content'.", param=f"{param}.content")
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{param}.content' must be a string or an array of content parts.", param=f"{param}.content"
+        )
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        part_param = f"{param}.content[{j}]"
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"'{part_param}' must be an object.", param=part_param)
+        kind = part.get("type")
+        if kind == "text" or (kind == "refusal" and role == "assistant"):
+            key = "text" if kind == "text" else "refusal"
+            texts.append(require(string(part, key, f"{part_param}.{key}"), f"{part_param}.{key}"))
+        elif kind == "image_url" and role == "user":
+            images.append(_image(part, part_param))
+        elif kind in ("input_audio", "file", "image_url"):
+            raise UnsupportedParameter(
+                f"Content parts of type '{kind}' are not supported in {role} messages.", param=f"{part_param}.type"
+            )
+        else:
+            raise InvalidRequest(f"'{part_param}.type' is not a known content part type.", param=f"{part_param}.type")
+    return "\n".join(texts), images
+
+
+def _image(part: dict[str, Any], param: str) -> str:
+    """A ``data:`` image URL → the bare base64 Ollama takes. Remote URLs are never fetched."""
+    image_url = require(obj(part, "image_url", f"{param}.image_url"), f"{param}.image_url")
+    url = require(string(image_url, "url", f"{param}.image_url.url"), f"{param}.image_url.url")
+    if url.startswith(("http://", "https://")):
+        raise UnsupportedParameter(
+            "Image URLs are not fetched by the proxy; send the image as a base64 data: URL.",
+            param=f"{param}.image_url.url",
+        )
+    prefix = next((p for p in _IMAGE_PREFIXES if url.startswith(p)), None)
+    if prefix is None:
+        raise InvalidRequest(
+            "Images must be data: URLs of PNG, JPEG, WebP or GIF, base64-encoded.", param=f"{param}.image_url.url"
+        )
+    data = url[len(prefix) :]
+    try:
+        b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("The image is not valid base64.", param=f"{param}.image_url.url") from None
+    return data
+
+
+def _assistant_tool_calls(calls: Any, param: str, call_names: dict[str, str]) -> list[dict[str, Any]]:
+    """Assistant ``tool_calls`` → Ollama's, with ``arguments`` decoded to an object."""
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"'{param}.tool_calls' must be an array.", param=f"{param}.tool_calls")
+    out = []
+    for k, call in enumerate(calls):
+        call_param = f"{param}.tool_calls[{k}]"
+        if not isinstance(call, dict):
+            raise InvalidRequest(f"'{call_param}' must be an object.", param=call_param)
+        function = require(obj(call, "function", f"{call_param}.function"), f"{call_param}.function")
+        name = require(string(function, "name", f"{call_param}.function.name"), f"{call_param}.function.name")
+        raw_args = string(function, "arguments", f"{call_param}.function.arguments") or "{}"
+        try:
+            arguments = orjson.loads(raw_args)
+        except orjson.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise InvalidRequest(
+                f"'{call_param}.function.arguments' must be a JSON object encoded as a string.",
+                param=f"{call_param}.function.arguments",
+            )
+        converted: dict[str, Any] = {"function": {"name": name, "arguments": arguments}}
+        call_id = string(call, "id", f"{call_param}.id")
+        if call_id:
+            converted["id"] = call_id
+            call_names[call_id] = name
+        out.append(converted)
+    return out
+
+
+# ---- Ollama → OpenAI ---------------------------------------------------------------------
+
+
+def to_tool_calls(calls: list[dict[str, Any]], first_index: int, ctx: ResponseContext) -> list[dict[str, Any]]:
+    """Ollama tool calls → OpenAI's, ``arguments`` as a JSON string, ``index`` from ``first_index``."""
+    out = []
+    for offset, call in enumerate(calls):
+        function = call.get("function") or {}
+        out.append(
+            {
+                "index": first_index + offset,
+                "id": call.get("id") or ctx.new_call_id(),
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": orjson.dumps(function.get("arguments") or {}).decode(),
+                },
+            }
+        )
+    return out
+
+
+def to_usage(done: dict[str, Any]) -> dict[str, int]:
+    """Ollama's counts as OpenAI usage; never re-tokenized."""
+    prompt = int(done.get("prompt_eval_count") or 0)
+    completion = int(done.get("eval_count") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def to_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Ollama's per-token logprobs → OpenAI's ``{"content": [...]}``."""
+    if not entries:
+        return None
+    return {
+        "content": [
+            {
+                "token": e.get("token", ""),
+                "logprob": e.get("logprob", 0.0),
+                "bytes": e.get("bytes"),
+                "top_logprobs": [
+                    {"token": t.get("token", ""), "logprob": t.get("logprob", 0.0), "bytes": t.get("bytes")}
+                    for t in e.get("top_logprobs") or ()
+                ],
+            }
+            for e in entries
+        ]
+    }
+
+
+def finish_reason(done_reason: str | None, tool_calls_sent: bool) -> str:
+    """OpenAI's finish_reason: tool_calls when tools were called, length on num_predict."""
+    if done_reason == "length":
+        return "length"
+    return "tool_calls" if tool_calls_sent else "stop"
+
+
+def to_completion(ollama: dict[str, Any], ctx: ResponseContext) -> dict[str, Any]:
+    """Ollama's non-streaming ``/api/chat`` answer → an OpenAI ``chat.completion``."""
+    message = ollama.get("message") or {}
+    content = message.get("content") or ""
+    calls = to_tool_calls(message.get("tool_calls") or [], 0, ctx)
+    reply: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
+    if message.get("thinking"):
+        reply["reasoning"] = message["thinking"]
+    if calls:
+        for call in calls:
+            del call["index"]  # index belongs to streamed deltas only
+        reply["tool_calls"] = calls
+    return {
+        "id": ctx.id,
+        "object": "chat.completion",
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": to_logprobs(ollama.get("logprobs")),
+                "finish_reason": finish_reason(ollama.get("done_reason"), bool(calls)),
+            }
+        ],
+        "usage": to_usage(ollama),
+    }
