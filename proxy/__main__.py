@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from . import __version__
-from .app import create_app
 from .config import Config, ConfigError, load_config
+from .server import serve, supervise
 
 __all__ = ["main"]
-
-log = logging.getLogger("proxy")
-
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -30,6 +22,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", metavar="PATH", help="TOML config file (default: built-in defaults)")
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    parser.add_argument("--workers", type=int, help="processes sharing the port (overrides server.workers)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -44,17 +37,13 @@ def configure(args: argparse.Namespace) -> Config:
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port: must be a port number (0-65535), got {args.port}")
         server = dataclasses.replace(server, port=args.port)
+    if args.workers is not None:
+        if not 1 <= args.workers <= 256:
+            raise ConfigError(f"--workers: must be between 1 and 256, got {args.workers}")
+        server = dataclasses.replace(server, workers=args.workers)
+    if server.workers > 1 and server.port == 0:
+        raise ConfigError("server.port: must be a fixed port when server.workers > 1")
     return dataclasses.replace(config, server=server)
-
-
-def install_uvloop() -> bool:
-    """Use uvloop when it is installed (the optional ``uvloop`` extra)."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,24 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ollama-openai-proxy: config error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    uvloop = install_uvloop()
-    log.info(
-        "serving on http://%s:%d, upstream %s%s",
-        config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
-    )
-    web.run_app(
-        create_app(config),
-        host=config.server.host,
-        port=config.server.port,
-        handler_cancellation=True,
-        access_log_format=ACCESS_LOG_FORMAT,
-        print=None,
-    )
-    return 0
+    if config.server.workers == 1:
+        serve(config)
+        return 0
+    return supervise(config)
 
 
 if __name__ == "__main__":

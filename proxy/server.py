@@ -1,0 +1,88 @@
+"""Running the app: one process, or several sharing the port, with graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import sys
+from multiprocessing.connection import wait
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Config
+
+__all__ = ["install_uvloop", "serve", "supervise"]
+
+log = logging.getLogger("proxy")
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when it is installed (the optional ``uvloop`` extra)."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def serve(config: Config) -> None:
+    """Run one server process until SIGINT/SIGTERM, then shut down gracefully."""
+    logging.basicConfig(
+        level=config.log.level.upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop = install_uvloop()
+    log.info(
+        "serving on http://%s:%d, upstream %s%s",
+        config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
+    )
+    web.run_app(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        reuse_port=config.server.workers > 1,
+        handler_cancellation=True,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=None,
+    )
+
+
+def supervise(config: Config) -> int:
+    """Run ``server.workers`` processes on one port (SO_REUSEPORT; the kernel spreads the
+    connections) and stop them all together: a signal to the parent is passed to every worker,
+    and one worker dying takes the others down so a supervisor can restart the whole set."""
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=serve, args=(config,), name=f"worker-{i}") for i in range(config.server.workers)]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                worker.terminate()  # SIGTERM: each worker shuts down gracefully
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.start()
+    status = 0
+
+    pending = {worker.sentinel: worker for worker in workers}
+    while pending:
+        for sentinel in wait(list(pending)):
+            worker = pending.pop(sentinel)  # type: ignore[call-overload]
+            worker.join()
+            if not stopping:
+                print(f"ollama-openai-proxy: {worker.name} exited with {worker.exitcode}; stopping", file=sys.stderr)
+                status = 1
+                stop(signal.SIGTERM, None)
+    return status
+
+

@@ -1,0 +1,61 @@
+"""Shared fixtures: a stand-in Ollama on a real port, the real proxy app on another, and
+the official OpenAI SDK pointed at the proxy."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from proxy.app import create_app
+from proxy.config import Config, build
+from tests.fake_ollama import FakeOllama
+
+ProxyFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    fake = FakeOllama()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def make_config(upstream_url: str, toml: dict[str, Any] | None = None) -> Config:
+    """The config a TOML table would give, pointed at ``upstream_url``."""
+    config = build(Config, toml or {}, "")
+    return dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, base_url=upstream_url))
+
+
+@pytest.fixture
+async def proxy_factory(fake_ollama: FakeOllama) -> AsyncIterator[ProxyFactory]:
+    """``await proxy_factory({"limits": {...}})`` → base URL of a proxy running that config."""
+    servers: list[TestServer] = []
+
+    async def start(toml: dict[str, Any] | None = None, upstream_url: str | None = None) -> str:
+        server = TestServer(create_app(make_config(upstream_url or fake_ollama.url, toml)))
+        await server.start_server()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.port}"
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def proxy_url(proxy_factory: ProxyFactory) -> str:
+    """Base URL (no ``/v1``) of a proxy with the default config in front of ``fake_ollama``."""
+    return await proxy_factory()
+
+
+@pytest.fixture
+async def client(proxy_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official OpenAI SDK, pointed at the proxy, without retries (tests want first answers)."""
+    async with openai.AsyncOpenAI(base_url=proxy_url + "/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
