@@ -23,17 +23,18 @@ __all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_i
 log = logging.getLogger("proxy")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def request_id(request: web.Request) -> str:
     """The request's id: the client's ``X-Request-Id`` when it is sane, else a new one."""
-    rid = request.get("request_id")
+    rid = request.get(REQUEST_ID)
     if rid is None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if _REQUEST_ID.fullmatch(incoming) else "req_" + secrets.token_hex(12)
-        request["request_id"] = rid
-    return str(rid)
+        request[REQUEST_ID] = rid
+    return rid
 
 
 def error_response(error: ProxyError, rid: str) -> web.Response:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .errors import ProxyError, to_envelope
-from .translate.stream import frame
+from .translate.stream import error_frame
 
 __all__ = ["error_frame", "start_event_stream"]
 
@@ -27,8 +26,3 @@ async def start_event_stream(request: web.Request, request_id: str) -> web.Strea
     response = web.StreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id})
     await response.prepare(request)
     return response
-
-
-def error_frame(error: ProxyError) -> bytes:
-    """The SSE frame that reports ``error`` inside an already started stream."""
-    return frame(to_envelope(error))

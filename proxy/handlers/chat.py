@@ -49,6 +49,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 out = frames_for_read(state, data)
                 if out:
                     await response.write(out)
+                if state.error is not None:
+                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                    return response
             if not state.done:
                 raise UpstreamError("Ollama ended the stream before it was complete.")
         except ProxyError as exc:

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from ..errors import UpstreamError
+from ..errors import ProxyError, UpstreamError, to_envelope
 from .chat import ResponseContext, finish_reason, to_logprobs, to_tool_calls, to_usage
 from .keys import camelize
 
-__all__ = ["DONE", "StreamState", "chunks_for", "frame", "frames_for_read", "new_stream"]
+__all__ = ["DONE", "StreamState", "chunks_for", "error_frame", "frame", "frames_for_read", "new_stream"]
 
 DONE = b"data: [DONE]\n\n"
 _SLOT = "\x1fcontent-slot\x1f"
@@ -42,6 +42,7 @@ class StreamState:
     tool_calls_sent: bool = False
     usage: dict[str, int] | None = None
     done: bool = False
+    error: ProxyError | None = None
     tail: bytes = b""
     content_head: bytes = field(default=b"", repr=False)
     content_tail: bytes = field(default=b"", repr=False)
@@ -63,15 +64,30 @@ def frame(payload: dict[str, Any]) -> bytes:
 
 
 def frames_for_read(state: StreamState, data: bytes) -> bytes:
-    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest."""
+    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest.
+
+    A line that reports or is an upstream fault ends the stream: the frames of the lines before
+    it are kept, an error frame follows, and ``state.error`` holds the fault for the log.
+    """
     if state.tail:
         data = state.tail + data
     *lines, state.tail = data.split(b"\n")
-    if len(state.tail) > state.max_line_bytes:
-        raise UpstreamError(f"Ollama sent a line longer than {state.max_line_bytes} bytes.")
-    if len(lines) == 1:
-        return chunks_for(state, lines[0]) if lines[0] else b""
-    return b"".join([chunks_for(state, line) for line in lines if line])
+    out: list[bytes] = []
+    try:
+        if len(state.tail) > state.max_line_bytes:
+            raise UpstreamError(f"Ollama sent a line longer than {state.max_line_bytes} bytes.")
+        for line in lines:
+            if line:
+                out.append(chunks_for(state, line))
+    except UpstreamError as exc:
+        out.append(error_frame(exc))
+        state.error, state.done, state.tail = exc, True, b""
+    return b"".join(out)
+
+
+def error_frame(error: ProxyError) -> bytes:
+    """The frame that reports ``error`` inside a started stream (the SDKs raise ``APIError``)."""
+    return frame(to_envelope(error))
 
 
 def chunks_for(state: StreamState, line: bytes) -> bytes:
