@@ -74,7 +74,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http_exception(exc, request), rid)
+        response = error_response(_from_http_exception(exc, request), rid)
+        if "Allow" in exc.headers:  # a 405 must say which methods are (RFC 9110 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("%s %s %s -> unhandled error", rid, request.method, request.path)
         return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)

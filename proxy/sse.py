@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .translate.stream import error_frame
+from .translate.ndjson import error_frame
 
 __all__ = ["error_frame", "start_event_stream"]
 

@@ -25,7 +25,9 @@ from .config import UpstreamConfig
 from .errors import (
     InvalidRequest,
     ModelNotFound,
+    PermissionDenied,
     ProxyError,
+    RateLimited,
     UpstreamBusy,
     UpstreamError,
     UpstreamTimeout,
@@ -46,7 +48,8 @@ _PARAM_HINTS = (
     ("does not support generate", "model"),
     ("does not support chat", "model"),
     ("top_logprobs", "top_logprobs"),
-    ("format", "response_format"),
+    ("invalid format", "response_format"),
+    ("input length exceeds the context length", "input"),
 )
 
 
@@ -79,7 +82,12 @@ class OllamaClient:
         including when the caller is cancelled because its client went away.
         """
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        data = orjson.dumps(body) if body is not None else None
+        try:
+            data = orjson.dumps(body) if body is not None else None
+        except orjson.JSONEncodeError as exc:
+            # orjson parses integers beyond 64 bits from a client but will not write them back.
+            raise InvalidRequest(f"The request holds a value Ollama cannot take: {exc}.",
+                                 code="invalid_value") from None
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
             async with asyncio.timeout(timeout):
@@ -87,10 +95,11 @@ class OllamaClient:
         except TimeoutError:
             raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
         except aiohttp.ClientConnectionError as exc:
-            log.warning("ollama unreachable: %s", exc)
+            # Debug only: the caller logs the failure once, with the request id.
+            log.debug("ollama unreachable: %s", exc)
             raise UpstreamUnavailable("Could not connect to Ollama.") from None
         except aiohttp.ClientError as exc:
-            log.warning("ollama request failed: %s", exc)
+            log.debug("ollama request failed: %s", exc)
             raise UpstreamError("The request to Ollama failed.") from None
         try:
             if response.status != 200:
@@ -166,16 +175,26 @@ def decode_json(raw: bytes) -> Any:
 
 
 def error_from_status(status: int, message: str, *, model: str | None = None) -> ProxyError:
-    """Ollama's HTTP error → our error family; 4xx stay the client's, 5xx become 502/503."""
+    """Ollama's HTTP error → our error family.
+
+    Only what is the client's doing stays a 4xx: a bad request (400/413/422, Ollama's message
+    kept and ``param`` guessed from it), a refusal (403), Ollama's own rate limit (429). A 401
+    means the proxy's access to Ollama is wrong, which no client can fix: a 502 like other
+    upstream failures.
+    """
     if status == 404:
         name = f" `{model}`" if model else ""
         return ModelNotFound(message or f"The model{name} does not exist.", param="model")
     if status == 503:
         return UpstreamBusy(message or "Ollama is busy; try again shortly.", retry_after=1)
-    if 400 <= status < 500 and message:
+    if status == 429:
+        return RateLimited(message or "Ollama is rate limiting requests.", retry_after=1)
+    if status == 403 and message:
+        return PermissionDenied(message)
+    if status in (400, 413, 422) and message:
         param = next((p for hint, p in _PARAM_HINTS if hint in message), None)
         error = InvalidRequest(message, param=param)
-        error.status = status if status in (400, 403, 413, 422) else 400
+        error.status = status
         return error
     detail = f": {message}" if message else ""
     return UpstreamError(f"Ollama answered HTTP {status}{detail}")

@@ -299,7 +299,7 @@ def to_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"'{param}' must be an object.", param=param)
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a list or object is unhashable
             raise InvalidRequest(
                 f"'{param}.role' must be one of 'system', 'developer', 'user', 'assistant', 'tool'.",
                 param=f"{param}.role",

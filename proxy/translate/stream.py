@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from ..errors import ProxyError, UpstreamError, to_envelope
+from ..errors import ProxyError, UpstreamError
 from .chat import ResponseContext, finish_reason, to_logprobs, to_tool_calls, to_usage
 from .keys import camelize
+from .ndjson import DONE, error_frame, frame, translate_read
 
 __all__ = ["DONE", "StreamState", "chunks_for", "error_frame", "frame", "frames_for_read", "new_stream"]
 
-DONE = b"data: [DONE]\n\n"
 _SLOT = "\x1fcontent-slot\x1f"
 
 
@@ -58,36 +58,9 @@ def new_stream(ctx: ResponseContext, *, include_usage: bool = False, camel: bool
     return state
 
 
-def frame(payload: dict[str, Any]) -> bytes:
-    """One SSE event carrying ``payload`` as JSON."""
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
 def frames_for_read(state: StreamState, data: bytes) -> bytes:
-    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest.
-
-    A line that reports or is an upstream fault ends the stream: the frames of the lines before
-    it are kept, an error frame follows, and ``state.error`` holds the fault for the log.
-    """
-    if state.tail:
-        data = state.tail + data
-    *lines, state.tail = data.split(b"\n")
-    out: list[bytes] = []
-    try:
-        if len(state.tail) > state.max_line_bytes:
-            raise UpstreamError(f"Ollama sent a line longer than {state.max_line_bytes} bytes.")
-        for line in lines:
-            if line:
-                out.append(chunks_for(state, line))
-    except UpstreamError as exc:
-        out.append(error_frame(exc))
-        state.error, state.done, state.tail = exc, True, b""
-    return b"".join(out)
-
-
-def error_frame(error: ProxyError) -> bytes:
-    """The frame that reports ``error`` inside a started stream (the SDKs raise ``APIError``)."""
-    return frame(to_envelope(error))
+    """The SSE bytes for every complete chat line in ``state.tail + data``; keeps the rest."""
+    return translate_read(state, data, chunks_for)
 
 
 def chunks_for(state: StreamState, line: bytes) -> bytes:
@@ -106,6 +79,7 @@ def chunks_for(state: StreamState, line: bytes) -> bytes:
         state.role_sent
         and type(message) is dict
         and len(message) == 2
+        and "role" in message
         and type(content := message.get("content")) is str
         and data.get("done") is False
         and "logprobs" not in data

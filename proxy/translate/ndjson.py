@@ -1,0 +1,70 @@
+"""Ollama's NDJSON body → SSE bytes, one socket read at a time, for any stream translator.
+
+``translate_read`` splits what one read returned into complete lines (keeping a partial last
+line for the next read), holds every line to ``max_line_bytes``, hands each line to the
+endpoint's own ``chunks_for``, and joins the frames so the writer sends one read's frames in one
+``write``. A line that reports or is an upstream fault ends the stream: the frames of the lines
+before it are kept, an error frame follows, and ``state.error`` holds the fault for the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from ..errors import ProxyError, UpstreamError, to_envelope
+
+__all__ = ["DONE", "LineState", "error_frame", "frame", "translate_read"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+class LineState(Protocol):
+    """What ``translate_read`` needs of a stream's state."""
+
+    done: bool
+    error: ProxyError | None
+    tail: bytes
+    max_line_bytes: int
+
+
+S = TypeVar("S", bound=LineState)
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    """One SSE event carrying ``payload`` as JSON."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def error_frame(error: ProxyError) -> bytes:
+    """The frame that reports ``error`` inside a started stream (the SDKs raise ``APIError``)."""
+    return frame(to_envelope(error))
+
+
+def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes]) -> bytes:
+    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest."""
+    if state.done:
+        return b""  # nothing after the final line (or a fault) belongs to this answer
+    if state.tail:
+        data = state.tail + data
+    *lines, state.tail = data.split(b"\n")
+    out: list[bytes] = []
+    limit = state.max_line_bytes
+    try:
+        for line in lines:
+            if len(line) > limit:  # a whole line in one read is held to the limit too
+                raise UpstreamError(f"Ollama sent a line longer than {limit} bytes.")
+            if line:
+                out.append(chunks_for(state, line))
+            if state.done:
+                break
+        if not state.done and len(state.tail) > limit:
+            raise UpstreamError(f"Ollama sent a line longer than {limit} bytes.")
+    except UpstreamError as exc:
+        out.append(error_frame(exc))
+        state.error, state.done = exc, True
+    if state.done:
+        state.tail = b""
+    return b"".join(out)
