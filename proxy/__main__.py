@@ -1,4 +1,4 @@
-"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P]``."""
+"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     parser.add_argument("--workers", type=int, help="processes sharing the port (overrides server.workers)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the config, print the effective limits and exit")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -53,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ollama-openai-proxy: config error: {exc}", file=sys.stderr)
         return 2
+    if args.check_config:
+        from .checkconfig import describe  # only this path needs it
+
+        print(describe(config, args.config))
+        return 0
     if config.server.workers == 1:
         serve(config)
         return 0

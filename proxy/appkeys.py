@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .admission import Admission
 from .config import Config
+from .metadata import ModelCatalog
+from .probe import HealthProbe
 from .upstream import OllamaClient
+from .validate import Validator
 
-__all__ = ["CLIENT", "CONFIG"]
+__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "VALIDATOR"]
 
 CONFIG = web.AppKey("config", Config)
 CLIENT = web.AppKey("client", OllamaClient)
+PROBE = web.AppKey("health_probe", HealthProbe)
+CATALOG = web.AppKey("model_catalog", ModelCatalog)
+VALIDATOR = web.AppKey("validator", Validator)
+ADMISSION = web.AppKey("admission", Admission)

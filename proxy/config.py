@@ -20,10 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "AdmissionConfig",
     "Config",
     "ConfigError",
+    "HealthConfig",
     "LimitsConfig",
     "LogConfig",
+    "ModelLimits",
+    "ModelsConfig",
+    "PassthroughConfig",
     "ResponseConfig",
     "ServerConfig",
     "Timeouts",
@@ -52,6 +57,12 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = checked(8080, lambda v: 0 <= v <= 65535, "a port number (0-65535)")
     workers: int = checked(1, lambda v: 1 <= v <= 256, "between 1 and 256")
+    # Defences against slow or oversized clients (aiohttp server settings, see proxy/inbound.py).
+    keepalive_timeout: float = checked(75.0, _positive, "> 0")
+    body_timeout: float = checked(60.0, _positive, "> 0")
+    max_line_size: int = checked(8190, lambda v: v >= 1024, ">= 1024")
+    max_field_size: int = checked(8190, lambda v: v >= 1024, ">= 1024")
+    max_headers: int = checked(128, lambda v: v >= 16, ">= 16")
 
 
 @dataclass(frozen=True)
@@ -80,11 +91,97 @@ class UpstreamConfig:
     max_line_bytes: int = checked(16 * 1024 * 1024, _positive, "> 0")
 
 
+_COUNT = (lambda v: v >= 0, ">= 0 (0 means no limit)")
+_RANGE = (lambda v: len(v) == 2 and v[0] <= v[1], "a [low, high] pair with low <= high")
+
+
+def limit(default: Any, kind: tuple[Callable[[Any], bool], str]) -> Any:
+    """A limit field: ``kind`` is ``_COUNT`` or ``_RANGE``; ``None`` (per-model) means inherit."""
+    return checked(default, *kind)
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """``[limits.models."<glob>"]``: limits for the models matching one pattern.
+
+    A key left out keeps its ``[limits]`` value; every matching table applies, in file order.
+    The body size and the JSON shape are checked before the model is known, so they are global.
+    """
+
+    max_messages: int | None = limit(None, _COUNT)
+    max_message_chars: int | None = limit(None, _COUNT)
+    max_total_chars: int | None = limit(None, _COUNT)
+    max_images: int | None = limit(None, _COUNT)
+    max_image_bytes: int | None = limit(None, _COUNT)
+    max_tools: int | None = limit(None, _COUNT)
+    max_stop: int | None = limit(None, _COUNT)
+    max_tokens: int | None = limit(None, _COUNT)
+    default_max_tokens: int | None = limit(None, _COUNT)
+    temperature: tuple[float, ...] | None = limit(None, _RANGE)
+    top_p: tuple[float, ...] | None = limit(None, _RANGE)
+    frequency_penalty: tuple[float, ...] | None = limit(None, _RANGE)
+    presence_penalty: tuple[float, ...] | None = limit(None, _RANGE)
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What a client may send; enforced before anything reaches Ollama."""
+    """What a client may send; enforced before anything reaches Ollama (``proxy/validate.py``).
+
+    The per-request keys mirror ``ModelLimits`` (which may override them per model); the rows
+    that check them are ``validate.RULES``.
+    """
 
     max_body_bytes: int = checked(20 * 1024 * 1024, _positive, "> 0")
+    # orjson serialises at most 255 levels and Ollama's body nests the client's JSON a few
+    # levels deeper than the client did, hence the ceiling.
+    max_json_depth: int = checked(64, lambda v: 1 <= v <= 200, "between 1 and 200")
+    max_json_containers: int = limit(100_000, _COUNT)
+    max_messages: int = limit(1000, _COUNT)
+    max_message_chars: int = limit(1_048_576, _COUNT)
+    max_total_chars: int = limit(4_194_304, _COUNT)
+    max_images: int = limit(32, _COUNT)
+    max_image_bytes: int = limit(10 * 1024 * 1024, _COUNT)
+    max_tools: int = limit(128, _COUNT)
+    max_stop: int = limit(16, _COUNT)
+    max_tokens: int = limit(0, _COUNT)
+    default_max_tokens: int = limit(0, _COUNT)
+    temperature: tuple[float, ...] = limit((0.0, 2.0), _RANGE)
+    top_p: tuple[float, ...] = limit((0.0, 1.0), _RANGE)
+    frequency_penalty: tuple[float, ...] = limit((-2.0, 2.0), _RANGE)
+    presence_penalty: tuple[float, ...] = limit((-2.0, 2.0), _RANGE)
+    allowed_models: tuple[str, ...] = checked(("*",), bool, 'at least one pattern ("*" allows all)')
+    denied_models: tuple[str, ...] = ()
+    models: dict[str, ModelLimits] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A default budget above the cap would make every request without one a 400.
+        for where, cap, default in [
+            ("limits", self.max_tokens, self.default_max_tokens),
+            *((f'limits.models."{p}"', _pick(m.max_tokens, self.max_tokens),
+               _pick(m.default_max_tokens, self.default_max_tokens)) for p, m in self.models.items()),
+        ]:
+            if cap and default > cap:
+                raise ConfigError(f"{where}.default_max_tokens: must be <= max_tokens ({cap}), got {default}")
+
+
+def _pick(override: int | None, base: int) -> int:
+    return base if override is None else override
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    """Bounds on concurrent requests to Ollama, with a bounded wait queue (``proxy/admission.py``).
+
+    Counted per worker process: with ``server.workers = N`` the bounds are N times larger.
+    """
+
+    max_concurrent: int = limit(64, _COUNT)
+    max_concurrent_per_model: int = limit(0, _COUNT)
+    models: dict[str, int] = field(default_factory=dict, metadata={
+        "check": lambda v: all(n >= 0 for n in v.values()), "why": ">= 0 for every pattern"})
+    max_queue: int = checked(256, lambda v: v >= 0, ">= 0")
+    queue_timeout: float = checked(30.0, _positive, "> 0")
+    retry_after: int = checked(1, lambda v: v >= 1, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -102,14 +199,56 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """The readiness probe (``/v1/health``, ``/readyz``) and how it spares Ollama.
+
+    ``interval``: seconds one ``GET /api/version`` result is shared by every probe, so a storm
+    of probes costs Ollama at most one request per interval (0: share only the call in flight).
+    ``timeout``: seconds the upstream check may take before the proxy reports 503.
+    """
+
+    interval: float = checked(1.0, lambda v: v >= 0, ">= 0")
+    timeout: float = checked(2.0, _positive, "> 0")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """``/v1/models``: how model details are fetched from ``/api/show``."""
+
+    show_concurrency: int = checked(8, lambda v: 1 <= v <= 256, "between 1 and 256")
+    show_timeout: float = checked(10.0, _positive, "> 0")
+
+
+PASSTHROUGH_PATHS = (
+    "/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/show", "/api/version", "/api/ps",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PassthroughConfig:
+    """Ollama's native API on the proxy's address, for Ollama clients; off by default."""
+
+    enabled: bool = False
+    allowed_paths: tuple[str, ...] = checked(
+        PASSTHROUGH_PATHS,
+        lambda v: all(p.startswith("/api/") and len(p) > 5 for p in v),
+        "a list of paths under /api/",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the default with no file."""
 
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     limits: LimitsConfig = LimitsConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     response: ResponseConfig = ResponseConfig()
     log: LogConfig = LogConfig()
+    health: HealthConfig = HealthConfig()
+    models: ModelsConfig = ModelsConfig()
+    passthrough: PassthroughConfig = PassthroughConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

@@ -7,6 +7,7 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     ProxyError                      500 api_error
     ├── InvalidRequest              400 invalid_request_error   (param names the field)
     │   ├── PayloadTooLarge         413
+    │   ├── RequestTimeout          408 code=request_timeout     (body too slow)
     │   └── UnsupportedParameter    400 code=unsupported_parameter
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -35,6 +36,7 @@ __all__ = [
     "PermissionDenied",
     "ProxyError",
     "RateLimited",
+    "RequestTimeout",
     "UnsupportedParameter",
     "UpstreamBusy",
     "UpstreamError",
@@ -75,6 +77,13 @@ class InvalidRequest(ProxyError):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    """The client did not send its body within ``server.body_timeout``."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedParameter(InvalidRequest):

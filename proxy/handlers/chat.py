@@ -8,12 +8,13 @@ import time
 from aiohttp import web
 
 from ..errors import ProxyError, UpstreamError
-from ..appkeys import CLIENT, CONFIG
+from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..middleware import request_id
 from ..sse import error_frame, start_event_stream
 from ..translate.chat import ResponseContext, from_openai, to_completion
 from ..translate.stream import frames_for_read, new_stream
 from ..upstream import decode_json
+from ..validate import with_defaults
 from .common import json_response, new_id, read_json_object
 
 __all__ = ["chat_completions"]
@@ -24,7 +25,9 @@ log = logging.getLogger("proxy.chat")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
-    chat = from_openai(await read_json_object(request))
+    body = await read_json_object(request)
+    limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
+    chat = from_openai(body)
     ctx = ResponseContext(
         id=new_id("chatcmpl-"),
         created=int(time.time()),
@@ -32,7 +35,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         new_call_id=lambda: new_id("call_"),
     )
     camel = config.response.keys == "camel"
-    async with client.open("POST", "/api/chat", chat.body) as upstream:
+    async with (
+        request.app[ADMISSION].slot(chat.model),  # given back however the answer ends
+        client.open("POST", "/api/chat", with_defaults(chat.body, limits)) as upstream,
+    ):
         if not chat.stream:
             data = decode_json(await client.read_body(upstream))
             if not isinstance(data, dict) or "error" in data:
