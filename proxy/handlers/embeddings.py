@@ -1,0 +1,18 @@
+"""``POST /v1/embeddings``: validate, translate, call Ollama's ``/api/embed``, answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import CLIENT, CONFIG
+from ..translate.embeddings import from_openai, to_embedding_list
+from .common import json_response, read_json_object
+
+__all__ = ["embeddings"]
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    embed = from_openai(await read_json_object(request))
+    data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)
+    camel = request.app[CONFIG].response.keys == "camel"
+    return json_response(to_embedding_list(data, embed), camel=camel)

@@ -1,0 +1,51 @@
+"""Probes for load balancers and orchestrators: readiness, liveness, and the probe's lifetime.
+
+``GET``/``HEAD`` ``/v1/health`` and ``/readyz``: readiness, 200 while Ollama answers
+``GET /api/version`` and 503 with the reason while it does not, from the shared ``HealthProbe``
+(one upstream call per interval, however many probes). ``/livez``: liveness, 200 while this
+process serves requests, never touching Ollama (a slow Ollama must not get the proxy
+restarted). The bodies are bytes made once, so a probe costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..appkeys import CLIENT, CONFIG, PROBE
+from ..probe import HealthProbe, ollama_version
+
+__all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
+
+# Paths that later auth and rate-limit middlewares let through untouched.
+PROBE_PATHS = frozenset({"/v1/health", "/livez", "/readyz"})
+
+_NO_STORE = {"Cache-Control": "no-store"}
+_LIVE = b'{"status":"ok"}'
+
+
+async def readiness(request: web.Request) -> web.Response:
+    result = await request.app[PROBE].check()
+    return web.Response(
+        status=result.status, body=result.body, content_type="application/json", headers=_NO_STORE
+    )
+
+
+async def liveness(request: web.Request) -> web.Response:
+    return web.Response(body=_LIVE, content_type="application/json", headers=_NO_STORE)
+
+
+async def health_probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The shared probe for the app's life (after the Ollama client; closed before it)."""
+    config = app[CONFIG]
+    health = config.health
+    probe = HealthProbe(
+        ollama_version(app[CLIENT], health.timeout),
+        interval=health.interval,
+        timeout=health.timeout,
+        camel=config.response.keys == "camel",
+    )
+    app[PROBE] = probe
+    yield
+    await probe.close()

@@ -1,0 +1,46 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: Ollama's models with their details.
+
+Both read ``/api/tags`` (so a new or removed model shows at once) and take the details from
+the ``ModelCatalog`` (cached by digest). Ids contain ``/`` and ``:`` (``hf.co/org/repo:Q4_K_M``),
+so the route takes the rest of the path; the SDK sends ``/`` as ``%2F``, which aiohttp decodes
+into the same id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..appkeys import CATALOG, CLIENT, CONFIG
+from ..errors import ModelNotFound
+from ..metadata import ModelCatalog
+from ..translate.models import find_tag, to_model, to_model_list
+from .common import json_response
+
+__all__ = ["list_models", "model_catalog_ctx", "retrieve_model"]
+
+
+async def list_models(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    entries = await catalog.tags()
+    listed = await catalog.with_details(entries, prune=True)
+    return json_response(to_model_list(listed), camel=request.app[CONFIG].response.keys == "camel")
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    model_id = request.match_info["id"]
+    catalog = request.app[CATALOG]
+    tag = find_tag(await catalog.tags(), model_id)
+    if tag is None:
+        raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
+    model = to_model(tag, await catalog.details(tag))
+    return json_response(model, camel=request.app[CONFIG].response.keys == "camel")
+
+
+async def model_catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The details cache for the app's life (after the Ollama client; closed before it)."""
+    catalog = ModelCatalog(app[CLIENT], app[CONFIG].models)
+    app[CATALOG] = catalog
+    yield
+    await catalog.close()

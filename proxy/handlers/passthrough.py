@@ -1,0 +1,117 @@
+"""Ollama's native ``/api/*`` on the proxy's address, relayed byte for byte (off by default).
+
+With ``[passthrough] enabled = true``, Ollama clients (the ``ollama`` libraries, Open WebUI's
+Ollama connection…) can use the same address as OpenAI clients. A listed path is relayed as
+it is: method, query, body and content type go to Ollama; Ollama's status, content type and
+body bytes come back, each socket read written on at once (NDJSON streams keep their pace;
+nothing is parsed or buffered). Ollama's own errors stay Ollama's (``{"error": ...}``), because
+its clients expect that shape; what the proxy itself refuses is in OpenAI's envelope:
+model management (pull, push, create, copy, delete, blobs) is 403 unless listed, any other
+unlisted path 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from ..appkeys import CLIENT, CONFIG
+from ..errors import (
+    NotFound,
+    PermissionDenied,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ..middleware import REQUEST_ID_HEADER, request_id
+
+__all__ = ["MODEL_MANAGEMENT", "is_listed", "passthrough"]
+
+log = logging.getLogger("proxy.passthrough")
+
+# Paths that change what is on Ollama's disk: never reachable by accident.
+MODEL_MANAGEMENT = (
+    "/api/pull",
+    "/api/push",
+    "/api/create",
+    "/api/copy",
+    "/api/delete",
+    "/api/blobs",
+)
+# Response headers that describe the body bytes, which are relayed unchanged.
+_RELAYED_HEADERS = ("Content-Type", "Content-Encoding")
+
+
+def is_listed(path: str, prefixes: Iterable[str]) -> bool:
+    """``path`` is a prefix or below one: ``/api/blobs`` covers ``/api/blobs/sha256:…``."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    path = request.path
+    if not is_listed(path, request.app[CONFIG].passthrough.allowed_paths):
+        if is_listed(path, MODEL_MANAGEMENT):
+            raise PermissionDenied(
+                f"{path} manages Ollama's models and is not relayed; list it in "
+                "passthrough.allowed_paths to allow it.",
+                code="passthrough_refused",
+            )
+        raise NotFound(f"Unknown request URL: {request.method} {path}.", code="unknown_url")
+
+    client = request.app[CLIENT]
+    body = await request.read()  # bounded by limits.max_body_bytes; Ollama decodes it whole anyway
+    url = client.base_url + path + (f"?{request.query_string}" if request.query_string else "")
+    headers = (
+        {"Content-Type": request.headers["Content-Type"]}
+        if "Content-Type" in request.headers
+        else {}
+    )
+    first_byte = client.config.timeouts.first_byte
+    try:
+        async with asyncio.timeout(first_byte):
+            # No decompression: the body bytes go to the client exactly as Ollama sent them.
+            upstream = await client.session.request(
+                request.method, url, data=body or None, headers=headers, auto_decompress=False
+            )
+    except TimeoutError:
+        raise UpstreamTimeout(f"Ollama did not answer within {first_byte:g} s.") from None
+    except aiohttp.ClientConnectionError:
+        raise UpstreamUnavailable("Could not connect to Ollama.") from None
+    except aiohttp.ClientError:
+        raise UpstreamError("The request to Ollama failed.") from None
+
+    rid = request_id(request)
+    try:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name in _RELAYED_HEADERS:
+            if name in upstream.headers:
+                response.headers[name] = upstream.headers[name]
+        response.headers[REQUEST_ID_HEADER] = rid
+        await response.prepare(request)
+        try:
+            async for data in client.iter_reads(upstream):
+                await response.write(data)
+            await response.write_eof()
+        except ProxyError as exc:
+            # The status is out; end the body the way Ollama ends a failed stream: an error line.
+            log.warning("%s %s relay ended by upstream fault: %s", rid, path, exc.message)
+            await _write_quietly(response, orjson.dumps({"error": exc.message}) + b"\n")
+        except ConnectionResetError:
+            log.info("%s client went away mid-relay; upstream request closed", rid)
+    finally:
+        # An unfinished body (client gone, fault, cancellation) closes the connection to Ollama.
+        upstream.close() if not upstream.content.is_eof() else upstream.release()
+    return response
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    try:
+        await response.write(data)
+    except ConnectionResetError:
+        pass  # the client is gone too; nothing left to tell
