@@ -74,24 +74,19 @@ class OllamaClient:
         await self.session.close()
 
     @asynccontextmanager
-    async def open(self, method: str, path: str, body: dict[str, Any] | None = None,
-                   *, first_byte: float | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A response from Ollama with status 200, its body not yet read.
+    async def send(self, method: str, path: str, *, data: bytes | None = None,
+                   headers: dict[str, str] | None = None, first_byte: float | None = None,
+                   auto_decompress: bool = True) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Ollama's response, whatever its status, its body not yet read.
 
         The connection is released (or closed, when the body was not read to the end) on exit,
         including when the caller is cancelled because its client went away.
         """
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
         try:
-            data = orjson.dumps(body) if body is not None else None
-        except orjson.JSONEncodeError as exc:
-            # orjson parses integers beyond 64 bits from a client but will not write them back.
-            raise InvalidRequest(f"The request holds a value Ollama cannot take: {exc}.",
-                                 code="invalid_value") from None
-        headers = {"Content-Type": "application/json"} if data is not None else None
-        try:
             async with asyncio.timeout(timeout):
-                response = await self.session.request(method, self.base_url + path, data=data, headers=headers)
+                response = await self.session.request(method, self.base_url + path, data=data, headers=headers,
+                                                      auto_decompress=auto_decompress)
         except TimeoutError:
             raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
         except aiohttp.ClientConnectionError as exc:
@@ -102,12 +97,26 @@ class OllamaClient:
             log.debug("ollama request failed: %s", exc)
             raise UpstreamError("The request to Ollama failed.") from None
         try:
+            yield response
+        finally:
+            response.close() if not response.content.is_eof() else response.release()
+
+    @asynccontextmanager
+    async def open(self, method: str, path: str, body: dict[str, Any] | None = None,
+                   *, first_byte: float | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A response from Ollama with status 200 to ``body`` sent as JSON; others raise."""
+        try:
+            data = orjson.dumps(body) if body is not None else None
+        except orjson.JSONEncodeError as exc:
+            # orjson parses integers beyond 64 bits from a client but will not write them back.
+            raise InvalidRequest(f"The request holds a value Ollama cannot take: {exc}.",
+                                 code="invalid_value") from None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        async with self.send(method, path, data=data, headers=headers, first_byte=first_byte) as response:
             if response.status != 200:
                 raise error_from_status(response.status, await self._error_text(response),
                                         model=(body or {}).get("model"))
             yield response
-        finally:
-            response.close() if not response.content.is_eof() else response.release()
 
     async def _error_text(self, response: aiohttp.ClientResponse) -> str:
         """Ollama's ``{"error": ...}`` message, or a short note when the body is not Ollama's."""

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from aiohttp import web
 
-from ..errors import ProxyError, UpstreamError
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
-from ..middleware import request_id
-from ..sse import error_frame, start_event_stream
 from ..translate.chat import ResponseContext, from_openai, to_completion
 from ..translate.stream import frames_for_read, new_stream
-from ..upstream import decode_json
 from ..validate import with_defaults
-from .common import json_response, new_id, read_json_object
+from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
 
 __all__ = ["chat_completions"]
-
-log = logging.getLogger("proxy.chat")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -40,36 +33,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         client.open("POST", "/api/chat", with_defaults(chat.body, limits)) as upstream,
     ):
         if not chat.stream:
-            data = decode_json(await client.read_body(upstream))
-            if not isinstance(data, dict) or "error" in data:
-                message = data.get("error") if isinstance(data, dict) else None
-                raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
-            return json_response(to_completion(data, ctx), camel=camel)
-
-        rid = request_id(request)
+            return json_response(to_completion(await whole_answer(client, upstream), ctx), camel=camel)
         state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
                            max_line_bytes=config.upstream.max_line_bytes)
-        response = await start_event_stream(request, rid)
-        try:
-            async for data in client.iter_reads(upstream):
-                out = frames_for_read(state, data)
-                if out:
-                    await response.write(out)
-                if state.error is not None:
-                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
-                    return response
-            if not state.done:
-                raise UpstreamError("Ollama ended the stream before it was complete.")
-        except ProxyError as exc:
-            log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
-            await _send_error(response, exc)
-        except ConnectionResetError:
-            log.info("%s client went away mid-stream; upstream request closed", rid)
-        return response
-
-
-async def _send_error(response: web.StreamResponse, error: ProxyError) -> None:
-    try:
-        await response.write(error_frame(error))
-    except ConnectionResetError:
-        pass  # the client is gone too; nothing left to tell
+        return await relay_stream(request, client, upstream, state, frames_for_read)

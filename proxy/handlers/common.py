@@ -1,17 +1,28 @@
-"""What every handler needs: the JSON body, ids, and the JSON response."""
+"""What every handler needs: the JSON body, ids, the JSON response, and the stream relay."""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ProxyError, UpstreamError
+from ..middleware import request_id
+from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
+from ..translate.ndjson import LineState
+from ..upstream import OllamaClient, decode_json
 
-__all__ = ["json_response", "new_id", "read_json_object"]
+__all__ = ["json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
+
+log = logging.getLogger("proxy.stream")
+
+S = TypeVar("S", bound=LineState)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -37,3 +48,42 @@ def new_id(prefix: str) -> str:
 def json_response(payload: Any, *, camel: bool = False, status: int = 200) -> web.Response:
     body = orjson.dumps(camelize(payload) if camel else payload)
     return web.Response(status=status, body=body, content_type="application/json")
+
+
+async def whole_answer(client: OllamaClient, upstream: aiohttp.ClientResponse) -> dict[str, Any]:
+    """Ollama's non-streaming answer as a JSON object; an ``{"error"}`` body is a 502."""
+    data = decode_json(await client.read_body(upstream))
+    if not isinstance(data, dict) or "error" in data:
+        message = data.get("error") if isinstance(data, dict) else None
+        raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
+    return data
+
+
+async def relay_stream(request: web.Request, client: OllamaClient, upstream: aiohttp.ClientResponse,
+                       state: S, frames_for_read: Callable[[S, bytes], bytes]) -> web.StreamResponse:
+    """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
+
+    Faults after the headers went out end the stream with an error frame; a client that goes
+    away ends it quietly (leaving the caller's ``async with`` closes the upstream request).
+    """
+    rid = request_id(request)
+    response = await start_event_stream(request, rid)
+    try:
+        async for data in client.iter_reads(upstream):
+            out = frames_for_read(state, data)
+            if out:
+                await response.write(out)
+            if state.error is not None:
+                log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                return response
+        if not state.done:
+            raise UpstreamError("Ollama ended the stream before it was complete.")
+    except ProxyError as exc:
+        log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
+        try:
+            await response.write(error_frame(exc))
+        except ConnectionResetError:
+            pass  # the client is gone too; nothing left to tell
+    except ConnectionResetError:
+        log.info("%s client went away mid-stream; upstream request closed", rid)
+    return response

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG
-from ..errors import ProxyError, UpstreamError
-from ..middleware import request_id
-from ..sse import error_frame, start_event_stream
+from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..translate.completions import (
     CompletionContext,
     frames_for_read,
@@ -19,53 +15,26 @@ from ..translate.completions import (
     styled,
     to_completion,
 )
-from ..upstream import decode_json
-from .common import json_response, new_id, read_json_object
+from ..validate import with_defaults
+from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
 
 __all__ = ["completions"]
-
-log = logging.getLogger("proxy.completions")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
-    completion = from_openai(await read_json_object(request))
+    body = await read_json_object(request)
+    limits = request.app[VALIDATOR].check(body)  # gates and the [limits] table, as for chat
+    completion = from_openai(body)
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
     camel = config.response.keys == "camel"
-    async with client.open("POST", "/api/generate", completion.body) as upstream:
+    async with (
+        request.app[ADMISSION].slot(completion.model),
+        client.open("POST", "/api/generate", with_defaults(completion.body, limits)) as upstream,
+    ):
         if not completion.stream:
-            data = decode_json(await client.read_body(upstream))
-            if not isinstance(data, dict) or "error" in data:
-                message = data.get("error") if isinstance(data, dict) else None
-                raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
-            return json_response(styled(to_completion(data, ctx, completion.logprobs), camel))
-
-        rid = request_id(request)
-        state = new_stream(
-            ctx, completion, camel=camel, max_line_bytes=config.upstream.max_line_bytes
-        )
-        response = await start_event_stream(request, rid)
-        try:
-            async for data in client.iter_reads(upstream):
-                out = frames_for_read(state, data)
-                if out:
-                    await response.write(out)
-                if state.error is not None:
-                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
-                    return response
-            if not state.done:
-                raise UpstreamError("Ollama ended the stream before it was complete.")
-        except ProxyError as exc:
-            log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
-            await _send_error(response, exc)
-        except ConnectionResetError:
-            log.info("%s client went away mid-stream; upstream request closed", rid)
-        return response
-
-
-async def _send_error(response: web.StreamResponse, error: ProxyError) -> None:
-    try:
-        await response.write(error_frame(error))
-    except ConnectionResetError:
-        pass  # the client is gone too; nothing left to tell
+            answer = await whole_answer(client, upstream)
+            return json_response(styled(to_completion(answer, ctx, completion.logprobs), camel))
+        state = new_stream(ctx, completion, camel=camel, max_line_bytes=config.upstream.max_line_bytes)
+        return await relay_stream(request, client, upstream, state, frames_for_read)

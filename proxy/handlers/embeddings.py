@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG
+from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..translate.embeddings import from_openai, to_embedding_list
 from .common import json_response, read_json_object
 
@@ -12,7 +12,10 @@ __all__ = ["embeddings"]
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    embed = from_openai(await read_json_object(request))
-    data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)
+    body = await read_json_object(request)
+    request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
+    embed = from_openai(body)
+    async with request.app[ADMISSION].slot(embed.model):
+        data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)
     camel = request.app[CONFIG].response.keys == "camel"
     return json_response(to_embedding_list(data, embed), camel=camel)

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..appkeys import CATALOG, CLIENT, CONFIG
+from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog
-from ..translate.models import find_tag, to_model, to_model_list
+from ..translate.models import find_tag, model_id, to_model, to_model_list
 from .common import json_response
 
 __all__ = ["list_models", "model_catalog_ctx", "retrieve_model"]
@@ -23,17 +23,19 @@ __all__ = ["list_models", "model_catalog_ctx", "retrieve_model"]
 
 async def list_models(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    entries = await catalog.tags()
+    validator = request.app[VALIDATOR]
+    # Only what a client may use is listed: the allowed/denied model gates apply here too.
+    entries = [tag for tag in await catalog.tags() if validator.allows(model_id(tag))]
     listed = await catalog.with_details(entries, prune=True)
     return json_response(to_model_list(listed), camel=request.app[CONFIG].response.keys == "camel")
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    model_id = request.match_info["id"]
+    wanted = request.match_info["id"]
     catalog = request.app[CATALOG]
-    tag = find_tag(await catalog.tags(), model_id)
-    if tag is None:
-        raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
+    tag = find_tag(await catalog.tags(), wanted)
+    if tag is None or not request.app[VALIDATOR].allows(model_id(tag)):
+        raise ModelNotFound(f"The model '{wanted}' does not exist.", param="model")
     model = to_model(tag, await catalog.details(tag))
     return json_response(model, camel=request.app[CONFIG].response.keys == "camel")
 

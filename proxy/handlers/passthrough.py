@@ -4,7 +4,8 @@ With ``[passthrough] enabled = true``, Ollama clients (the ``ollama`` libraries,
 Ollama connection…) can use the same address as OpenAI clients. A listed path is relayed as
 it is: method, query, body and content type go to Ollama; Ollama's status, content type and
 body bytes come back, each socket read written on at once (NDJSON streams keep their pace;
-nothing is parsed or buffered). Ollama's own errors stay Ollama's (``{"error": ...}``), because
+nothing is parsed or buffered). A request naming a ``model`` passes the same model gates and
+admission bounds as the OpenAI routes. Ollama's own errors stay Ollama's (``{"error": ...}``), because
 its clients expect that shape; what the proxy itself refuses is in OpenAI's envelope:
 model management (pull, push, create, copy, delete, blobs) is 403 unless listed, any other
 unlisted path 404.
@@ -12,23 +13,15 @@ unlisted path 404.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
-import aiohttp
 import orjson
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG
-from ..errors import (
-    NotFound,
-    PermissionDenied,
-    ProxyError,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..errors import NotFound, PermissionDenied, ProxyError
 from ..middleware import REQUEST_ID_HEADER, request_id
 
 __all__ = ["MODEL_MANAGEMENT", "is_listed", "passthrough"]
@@ -66,28 +59,17 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 
     client = request.app[CLIENT]
     body = await request.read()  # bounded by limits.max_body_bytes; Ollama decodes it whole anyway
-    url = client.base_url + path + (f"?{request.query_string}" if request.query_string else "")
-    headers = (
-        {"Content-Type": request.headers["Content-Type"]}
-        if "Content-Type" in request.headers
-        else {}
-    )
-    first_byte = client.config.timeouts.first_byte
-    try:
-        async with asyncio.timeout(first_byte):
-            # No decompression: the body bytes go to the client exactly as Ollama sent them.
-            upstream = await client.session.request(
-                request.method, url, data=body or None, headers=headers, auto_decompress=False
-            )
-    except TimeoutError:
-        raise UpstreamTimeout(f"Ollama did not answer within {first_byte:g} s.") from None
-    except aiohttp.ClientConnectionError:
-        raise UpstreamUnavailable("Could not connect to Ollama.") from None
-    except aiohttp.ClientError:
-        raise UpstreamError("The request to Ollama failed.") from None
-
+    model = _model_of(body)
+    if model is not None:
+        request.app[VALIDATOR].check_model(model)  # the same gates as the OpenAI routes
+    target = path + (f"?{request.query_string}" if request.query_string else "")
+    headers = {"Content-Type": request.headers["Content-Type"]} if "Content-Type" in request.headers else None
     rid = request_id(request)
-    try:
+    async with (
+        request.app[ADMISSION].slot(model) if model is not None else contextlib.nullcontext(),
+        # No decompression: the body bytes go to the client exactly as Ollama sent them.
+        client.send(request.method, target, data=body or None, headers=headers, auto_decompress=False) as upstream,
+    ):
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name in _RELAYED_HEADERS:
             if name in upstream.headers:
@@ -104,10 +86,19 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
             await _write_quietly(response, orjson.dumps({"error": exc.message}) + b"\n")
         except ConnectionResetError:
             log.info("%s client went away mid-relay; upstream request closed", rid)
-    finally:
-        # An unfinished body (client gone, fault, cancellation) closes the connection to Ollama.
-        upstream.close() if not upstream.content.is_eof() else upstream.release()
     return response
+
+
+def _model_of(body: bytes) -> str | None:
+    """The ``model`` a native request names (chat, generate, embed, show…), if it is JSON."""
+    if not body or b'"model"' not in body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # not ours to judge: Ollama answers it in its own words
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:

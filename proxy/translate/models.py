@@ -21,6 +21,7 @@ __all__ = [
     "display_label",
     "find_tag",
     "from_show",
+    "model_id",
     "owned_by",
     "tag_entries",
     "to_model",
@@ -47,10 +48,11 @@ def tag_entries(tags: Any) -> list[dict[str, Any]]:
     models = tags.get("models") if isinstance(tags, dict) else None
     if not isinstance(models, list):
         raise UpstreamError("Ollama sent a model list without 'models'.")
-    return [m for m in models if isinstance(m, dict) and _model_id(m)]
+    return [m for m in models if isinstance(m, dict) and model_id(m)]
 
 
-def _model_id(tag: dict[str, Any]) -> str:
+def model_id(tag: dict[str, Any]) -> str:
+    """The OpenAI id of an /api/tags entry."""
     # Ollama's own /v1/models prefers "model" and falls back to "name" (openai.ToListCompletion).
     value = tag.get("model") or tag.get("name") or ""
     return value if isinstance(value, str) else ""
@@ -143,7 +145,7 @@ def to_model(tag: dict[str, Any], show: ShowInfo | None) -> dict[str, Any]:
     Without ``show`` (its call failed), newer Ollamas still give capabilities and context length
     in ``/api/tags`` itself (``ListModelResponse.Capabilities``, ``ModelDetails.ContextLength``).
     """
-    model_id = _model_id(tag)
+    ident = model_id(tag)
     details = tag.get("details")
     if not isinstance(details, dict):
         details = {}
@@ -154,10 +156,10 @@ def to_model(tag: dict[str, Any], show: ShowInfo | None) -> dict[str, Any]:
     if capabilities is None:
         capabilities = _capabilities(tag.get("capabilities"))
     return {
-        "id": model_id,
+        "id": ident,
         "object": "model",
         "created": unix_time(tag.get("modified_at")),
-        "owned_by": owned_by(model_id),
+        "owned_by": owned_by(ident),
         "display_label": display_label(details),
         "context_length": context_length,
         "capabilities": list(capabilities) if capabilities is not None else None,
@@ -175,13 +177,13 @@ def to_model_list(entries: list[tuple[dict[str, Any], ShowInfo | None]]) -> dict
     return {"object": "list", "data": [to_model(tag, show) for tag, show in entries]}
 
 
-def find_tag(entries: list[dict[str, Any]], model_id: str) -> dict[str, Any] | None:
+def find_tag(entries: list[dict[str, Any]], wanted_id: str) -> dict[str, Any] | None:
     """The ``/api/tags`` entry a client's id names: exactly, else by Ollama's name rules."""
     for tag in entries:
-        if _model_id(tag) == model_id:
+        if model_id(tag) == wanted_id:
             return tag
-    wanted = canonical_name(model_id)
+    wanted = canonical_name(wanted_id)
     for tag in entries:
-        if canonical_name(_model_id(tag)) == wanted:
+        if canonical_name(model_id(tag)) == wanted:
             return tag
     return None

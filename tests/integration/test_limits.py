@@ -126,6 +126,58 @@ async def test_model_gates_answer_404_and_403(start_proxy: Start, fake_ollama: F
     assert [r["model"] for r in chat_requests(fake_ollama)] == ["llama3.2"]
 
 
+GATED_ROUTES = [
+    ("legacy completions", "/v1/completions", {"prompt": "hi"}),
+    ("embeddings", "/v1/embeddings", {"input": "hi"}),
+    ("native chat pass-through", "/api/chat", {"messages": USER, "stream": False}),
+    ("native embed pass-through", "/api/embed", {"input": "hi"}),
+]
+
+
+@pytest.mark.parametrize("path, body", [r[1:] for r in GATED_ROUTES], ids=[r[0] for r in GATED_ROUTES])
+async def test_every_route_that_names_a_model_passes_the_gates(
+    start_proxy: Start, fake_ollama: FakeOllama, path: str, body: dict[str, Any]
+) -> None:
+    url, _ = await start_proxy({
+        "limits": {"allowed_models": ["llama3*", "qwen*", "nomic*"], "denied_models": ["*:8b"]},
+        "passthrough": {"enabled": True},
+    })
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for model in ("mistral", "qwen3:8b"):
+            async with session.post(url + path, json={"model": model, **body}) as response:
+                statuses.append((response.status, (await response.json())["error"]["code"]))
+    assert statuses == [(404, "model_not_found"), (403, "model_not_allowed")]
+    assert not [p for p, _ in fake_ollama.requests if p != "/api/version"]  # Ollama never asked
+
+
+async def test_models_list_and_retrieve_hide_what_the_gates_refuse(start_proxy: Start) -> None:
+    url, _ = await start_proxy({"limits": {"denied_models": ["qwen*"]}})
+    async with sdk(url) as client:
+        ids = [m.id async for m in client.models.list()]
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("qwen3:8b")
+    assert "qwen3:8b" not in ids and "llama3.2:latest" in ids
+
+
+@pytest.mark.parametrize("path, body", [r[1:] for r in GATED_ROUTES], ids=[r[0] for r in GATED_ROUTES])
+async def test_every_route_that_names_a_model_takes_an_admission_slot(
+    start_proxy: Start, fake_ollama: FakeOllama, path: str, body: dict[str, Any]
+) -> None:
+    url, app = await start_proxy({"admission": {"max_concurrent": 1, "max_queue": 0},
+                                  "passthrough": {"enabled": True}})
+    async with aiohttp.ClientSession() as session:
+        held = await open_held_stream(session, url, fake_ollama)
+        async with session.post(url + path, json={"model": "llama3.2", **body}) as response:
+            assert response.status == 429
+        held.close()
+        await asyncio.wait_for(fake_ollama.stream_closed.wait(), SLACK)
+        assert app[ADMISSION].active == 0
+        async with session.post(url + path, json={"model": "nomic-embed-text" if "embed" in path else "llama3.2",
+                                                  **body}) as response:
+            assert response.status == 200
+
+
 async def test_content_reaches_ollama_unaltered(start_proxy: Start, fake_ollama: FakeOllama) -> None:
     url, _ = await start_proxy()
     text = "  <script>alert(1)</script>\x00\u202e ünïcödé 👋 {{ .Prompt }} \r\n\t  "
