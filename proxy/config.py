@@ -302,8 +302,8 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
 def convert(hint: Any, raw: Any, name: str) -> Any:
     """Check ``raw`` against the type hint ``hint``; tables become nested dataclasses."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return build(hint, raw, f"{name}.")  # type: ignore[type-var]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return build(hint, raw, f"{name}.")
     if origin is Literal:
         allowed = typing.get_args(hint)
         if raw not in allowed:

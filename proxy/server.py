@@ -77,7 +77,7 @@ def supervise(config: Config) -> int:
     pending = {worker.sentinel: worker for worker in workers}
     while pending:
         for sentinel in wait(list(pending)):
-            worker = pending.pop(sentinel)  # type: ignore[call-overload]
+            worker = pending.pop(sentinel)  # type: ignore[arg-type]  # wait() returns what it was given
             worker.join()
             if not stopping:
                 print(f"ollama-openai-proxy: {worker.name} exited with {worker.exitcode}; stopping", file=sys.stderr)

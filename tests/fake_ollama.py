@@ -396,10 +396,9 @@ class FakeOllama:
         body = self._body(request, "ChatRequest" if chat else "GenerateRequest")
         name = body.get("model") or ""
         think = body.get("think")
-        if think is not None and not isinstance(think, bool):
-            if think not in ("high", "medium", "low", "max"):
-                raise _Fail(400, f'invalid think value: "{think}" (must be "high", "medium", '
-                                 f'"low", "max", true, or false)')
+        if think is not None and not isinstance(think, bool) and think not in ("high", "medium", "low", "max"):
+            raise _Fail(400, f'invalid think value: "{think}" (must be "high", "medium", '
+                             f'"low", "max", true, or false)')
         if not 0 <= (body.get("top_logprobs") or 0) <= 20:
             raise _Fail(400, "top_logprobs must be between 0 and 20")
         if not name and chat:

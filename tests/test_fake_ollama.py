@@ -112,7 +112,7 @@ async def test_logprobs(fake: FakeOllama, http: aiohttp.ClientSession) -> None:
     first, final = (orjson.loads(x) for x in lines)
     (lp,) = first["logprobs"]
     assert lp["token"] == "é" and lp["bytes"] == [195, 169] and isinstance(lp["logprob"], float)
-    assert [t["token"] for t in lp["top_logprobs"]][0] == "é" and len(lp["top_logprobs"]) == 2
+    assert lp["top_logprobs"][0]["token"] == "é" and len(lp["top_logprobs"]) == 2
     assert "logprobs" not in final
 
 

@@ -95,9 +95,9 @@ class ResponseContext:
 
 def from_openai(body: dict[str, Any]) -> ChatRequest:
     """Translate an OpenAI chat request body into Ollama's ``/api/chat`` body."""
-    for key in REFUSED:
+    for key, why in REFUSED.items():
         if body.get(key) is not None:
-            raise UnsupportedParameter(REFUSED[key], param=key)
+            raise UnsupportedParameter(why, param=key)
     unknown = [key for key in body if key not in _KNOWN]
     if unknown:
         log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
@@ -375,7 +375,7 @@ def _image(part: dict[str, Any], param: str) -> str:
         raise InvalidRequest(
             "Images must be data: URLs of PNG, JPEG, WebP or GIF, base64-encoded.", param=f"{param}.image_url.url"
         )
-    data = url[len(prefix) :]
+    data: str = url[len(prefix) :]
     try:
         b64decode(data, validate=True)
     except (binascii.Error, ValueError):

@@ -243,9 +243,8 @@ async def test_camel_case_keys_switch(proxy_factory: ProxyFactory, fake_ollama: 
     url = await proxy_factory({"response": {"keys": "camel"}})
     fake_ollama.push(Reply(chunks=["x"], prompt_eval_count=1, eval_count=1))
     body = {"model": "llama3.2", "messages": USER}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/v1/chat/completions", json=body) as response:
-            data = await response.json()
+    async with aiohttp.ClientSession() as session, session.post(url + "/v1/chat/completions", json=body) as response:
+        data = await response.json()
     assert data["choices"][0]["finishReason"] == "stop"
     assert data["usage"] == {"promptTokens": 1, "completionTokens": 1, "totalTokens": 2}
 
