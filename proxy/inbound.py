@@ -64,8 +64,11 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
         raise _too_large(max_bytes, announced)
     timeout = config.server.body_timeout
     try:
-        async with asyncio.timeout(timeout):
+        if request.content.is_eof():  # the usual case: the body came with the headers
             raw = await request.read()
+        else:
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
     except TimeoutError:
         return await _body_timed_out(request, timeout)
     except web.HTTPRequestEntityTooLarge:

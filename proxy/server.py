@@ -48,6 +48,7 @@ def serve(config: Config) -> None:
         port=config.server.port,
         reuse_port=config.server.workers > 1,
         handler_cancellation=True,
+        access_log=logging.getLogger("aiohttp.access") if config.log.access else None,
         access_log_format=ACCESS_LOG_FORMAT,
         print=None,
     )
