@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
+from .ids import new_id
 
 __all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_id"]
 
@@ -32,7 +32,7 @@ def request_id(request: web.Request) -> str:
     rid = request.get(REQUEST_ID)
     if rid is None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _REQUEST_ID.fullmatch(incoming) else "req_" + secrets.token_hex(12)
+        rid = incoming if _REQUEST_ID.fullmatch(incoming) else new_id("req_")
         request[REQUEST_ID] = rid
     return rid
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,11 +11,12 @@ import orjson
 from aiohttp import web
 
 from ..errors import InvalidRequest, ProxyError, UpstreamError
+from ..ids import new_id
 from ..middleware import request_id
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
-from ..upstream import OllamaClient, decode_json
+from ..upstream import OllamaClient
 
 __all__ = ["json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
 
@@ -40,19 +40,13 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def new_id(prefix: str) -> str:
-    """A unique id like OpenAI's (``chatcmpl-…``, ``call_…``)."""
-    return prefix + secrets.token_hex(12)
-
-
 def json_response(payload: Any, *, camel: bool = False, status: int = 200) -> web.Response:
     body = orjson.dumps(camelize(payload) if camel else payload)
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-async def whole_answer(client: OllamaClient, upstream: aiohttp.ClientResponse) -> dict[str, Any]:
+def whole_answer(data: Any) -> dict[str, Any]:
     """Ollama's non-streaming answer as a JSON object; an ``{"error"}`` body is a 502."""
-    data = decode_json(await client.read_body(upstream))
     if not isinstance(data, dict) or "error" in data:
         message = data.get("error") if isinstance(data, dict) else None
         raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
@@ -69,13 +63,14 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
     rid = request_id(request)
     response = await start_event_stream(request, rid)
     try:
-        async for data in client.iter_reads(upstream):
-            out = frames_for_read(state, data)
-            if out:
-                await response.write(out)
-            if state.error is not None:
-                log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
-                return response
+        with client.idle_timer() as timer:
+            while data := await timer.read(upstream.content):
+                out = frames_for_read(state, data)
+                if out:
+                    await response.write(out)
+                if state.error is not None:
+                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                    return response
         if not state.done:
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
