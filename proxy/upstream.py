@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -34,7 +34,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["OllamaClient", "error_from_status"]
+__all__ = ["IdleTimer", "OllamaClient", "error_from_status"]
 
 log = logging.getLogger("proxy.upstream")
 
@@ -73,6 +73,20 @@ class OllamaClient:
     async def close(self) -> None:
         await self.session.close()
 
+    async def _request(self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None,
+                       auto_decompress: bool = True) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response head; the caller bounds the wait."""
+        try:
+            return await self.session.request(method, self.base_url + path, data=data, headers=headers,
+                                              auto_decompress=auto_decompress)
+        except aiohttp.ClientConnectionError as exc:
+            # Debug only: the caller logs the failure once, with the request id.
+            log.debug("ollama unreachable: %s", exc)
+            raise UpstreamUnavailable("Could not connect to Ollama.") from None
+        except aiohttp.ClientError as exc:
+            log.debug("ollama request failed: %s", exc)
+            raise UpstreamError("The request to Ollama failed.") from None
+
     @asynccontextmanager
     async def send(self, method: str, path: str, *, data: bytes | None = None,
                    headers: dict[str, str] | None = None, first_byte: float | None = None,
@@ -85,38 +99,50 @@ class OllamaClient:
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
         try:
             async with asyncio.timeout(timeout):
-                response = await self.session.request(method, self.base_url + path, data=data, headers=headers,
-                                                      auto_decompress=auto_decompress)
+                response = await self._request(method, path, data, headers, auto_decompress)
         except TimeoutError:
             raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
-        except aiohttp.ClientConnectionError as exc:
-            # Debug only: the caller logs the failure once, with the request id.
-            log.debug("ollama unreachable: %s", exc)
-            raise UpstreamUnavailable("Could not connect to Ollama.") from None
-        except aiohttp.ClientError as exc:
-            log.debug("ollama request failed: %s", exc)
-            raise UpstreamError("The request to Ollama failed.") from None
         try:
             yield response
         finally:
-            response.close() if not response.content.is_eof() else response.release()
+            _done_with(response)
 
     @asynccontextmanager
     async def open(self, method: str, path: str, body: dict[str, Any] | None = None,
                    *, first_byte: float | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
         """A response from Ollama with status 200 to ``body`` sent as JSON; others raise."""
-        try:
-            data = orjson.dumps(body) if body is not None else None
-        except orjson.JSONEncodeError as exc:
-            # orjson parses integers beyond 64 bits from a client but will not write them back.
-            raise InvalidRequest(f"The request holds a value Ollama cannot take: {exc}.",
-                                 code="invalid_value") from None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        data, headers = _encode(body)
         async with self.send(method, path, data=data, headers=headers, first_byte=first_byte) as response:
-            if response.status != 200:
-                raise error_from_status(response.status, await self._error_text(response),
-                                        model=(body or {}).get("model"))
+            await self._raise_for_status(response, body)
             yield response
+
+    async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
+                           *, first_byte: float | None = None) -> Any:
+        """A whole JSON answer (non-streaming calls).
+
+        One deadline, ``first_byte``, covers the head and the body: Ollama sends a non-streamed
+        answer all at once when it has finished, so there is no gap in between to bound.
+        """
+        data, headers = _encode(body)
+        timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._request(method, path, data, headers)
+                try:
+                    await self._raise_for_status(response, body)
+                    raw = await response.read()
+                finally:
+                    _done_with(response)
+        except TimeoutError:
+            raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
+        except aiohttp.ClientError:
+            raise UpstreamError("The connection to Ollama broke during the answer.") from None
+        return decode_json(raw)
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse, body: dict[str, Any] | None) -> None:
+        if response.status != 200:
+            raise error_from_status(response.status, await self._error_text(response),
+                                    model=(body or {}).get("model"))
 
     async def _error_text(self, response: aiohttp.ClientResponse) -> str:
         """Ollama's ``{"error": ...}`` message, or a short note when the body is not Ollama's."""
@@ -133,47 +159,87 @@ class OllamaClient:
             return str(data["error"])
         return ""
 
-    async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
-                           *, first_byte: float | None = None) -> Any:
-        """A whole JSON answer (non-streaming calls)."""
-        async with self.open(method, path, body, first_byte=first_byte) as response:
-            raw = await self.read_body(response)
-        return decode_json(raw)
+    def idle_timer(self) -> IdleTimer:
+        """A bound, ``timeouts.idle``, on each wait for more of a streamed body."""
+        return IdleTimer(self.config.timeouts.idle)
 
-    async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
-        """The rest of the body, each read bounded by the idle time-out."""
+
+class IdleTimer:
+    """Bounds every wait for more of a streamed body by ``idle`` seconds.
+
+    ``read`` is the streaming hot path, called once per socket read. Re-arming a timer per read
+    (as ``asyncio.timeout`` would) costs a timer handle each time; here a read only notes when
+    its wait began, and one timer per idle period checks that note: it fires when a wait has
+    lasted ``idle``, and otherwise moves itself to when the current wait would. Time spent
+    writing to a slow client is no wait on Ollama, so it is not counted. Use it as a ``with``
+    block so no timer outlives the stream.
+    """
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since: float | None = None  # when the current wait began; None between reads
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    async def read(self, content: aiohttp.StreamReader) -> bytes:
+        """Whatever the next socket read brings (``b""`` at the end of the body)."""
+        now = self._loop.time()
+        self._since = now
+        if self._handle is None:
+            self._handle = self._loop.call_at(now + self.idle, self._check)
         try:
-            async with asyncio.timeout(self.config.timeouts.idle):
-                return await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout("Ollama stopped sending its answer.") from None
-        except aiohttp.ClientError:
-            raise UpstreamError("The connection to Ollama broke during the answer.") from None
-
-    async def iter_reads(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The body as it arrives, one item per socket read, each bounded by ``idle``.
-
-        One timer is rescheduled per read instead of a new ``wait_for`` each time: this loop is
-        the streaming hot path.
-        """
-        idle = self.config.timeouts.idle
-        content = response.content
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(idle) as deadline:
-                while True:
-                    deadline.reschedule(loop.time() + idle)
-                    data = await content.readany()
-                    # Unarmed while the caller writes to its client: a slow reader is not
-                    # Ollama's stall (and the cancellation would land in the caller's code).
-                    deadline.reschedule(None)
-                    if not data:
-                        return
-                    yield data
-        except TimeoutError:
-            raise UpstreamTimeout(f"Ollama sent nothing for {idle:g} s.") from None
+            return await content.readany()
+        except asyncio.CancelledError:
+            # Our own cancellation becomes a time-out; any other (the client left) goes on.
+            if self._fired and self._task is not None and self._task.uncancel() == 0:
+                raise UpstreamTimeout(f"Ollama sent nothing for {self.idle:g} s.") from None
+            raise
         except aiohttp.ClientError:
             raise UpstreamError("The connection to Ollama broke during the stream.") from None
+        finally:
+            self._since = None
+
+    def _check(self) -> None:
+        self._handle = None
+        since = self._since
+        if since is None:
+            return  # not waiting: the next read arms the timer again
+        due = since + self.idle
+        if self._loop.time() >= due - 0.001 and self._task is not None:  # handles may run a hair early
+            self._fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+
+def _encode(body: dict[str, Any] | None) -> tuple[bytes | None, dict[str, str] | None]:
+    """``body`` as the JSON bytes and headers of a request to Ollama."""
+    if body is None:
+        return None, None
+    try:
+        return orjson.dumps(body), {"Content-Type": "application/json"}
+    except orjson.JSONEncodeError as exc:
+        # orjson parses integers beyond 64 bits from a client but will not write them back.
+        raise InvalidRequest(f"The request holds a value Ollama cannot take: {exc}.", code="invalid_value") from None
+
+
+def _done_with(response: aiohttp.ClientResponse) -> None:
+    """Give the connection back to the pool, or close it when the body was not read to the end
+    (so Ollama sees the request end and stops generating)."""
+    if response.content.is_eof():
+        response.release()
+    else:
+        response.close()
 
 
 def decode_json(raw: bytes) -> Any:

@@ -25,7 +25,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.upstream import OllamaClient, error_from_status
+from proxy.upstream import IdleTimer, OllamaClient, error_from_status
 
 BASE = "http://ollama.test:11434"
 CHAT = BASE + "/api/chat"
@@ -230,7 +230,14 @@ async def test_open_yields_the_response_to_read_as_it_arrives(client: OllamaClie
     mocked.post(CHAT, status=200, body=ndjson, content_type="application/x-ndjson", response_class=MockedResponse)
     async with client.open("POST", "/api/chat", {**BODY, "stream": True}) as response:
         assert response.status == 200
-        assert b"".join([data async for data in client.iter_reads(response)]) == ndjson
+        with client.idle_timer() as timer:
+            reads = [data async for data in _reads(timer, response)]
+        assert b"".join(reads) == ndjson
+
+
+async def _reads(timer: IdleTimer, response: Any) -> Any:
+    while data := await timer.read(response.content):
+        yield data
 
 
 async def test_a_body_orjson_cannot_write_is_a_400_before_any_request(client: OllamaClient,
@@ -240,3 +247,51 @@ async def test_a_body_orjson_cannot_write_is_a_400_before_any_request(client: Ol
         await client.request_json("POST", "/api/chat", {**BODY, "options": {"seed": 2**70}})
     assert (type(info.value), info.value.status, info.value.code) == (InvalidRequest, 400, "invalid_value")
     assert not mocked.requests
+
+
+class StalledReader:
+    """A body that sends ``chunks`` then nothing until ``release`` is set."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.release = asyncio.Event()
+
+    async def readany(self) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        await self.release.wait()
+        return b""
+
+
+async def test_idle_timer_ends_a_stalled_read_with_upstream_timeout() -> None:
+    reader = StalledReader(b"a")
+    with IdleTimer(0.05) as timer:
+        assert await timer.read(reader) == b"a"  # type: ignore[arg-type]
+        with pytest.raises(UpstreamTimeout, match="0.05 s"):
+            await timer.read(reader)  # type: ignore[arg-type]
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_idle_timer_does_not_count_time_spent_between_reads() -> None:
+    reader = StalledReader(b"a", b"b")
+    with IdleTimer(0.05) as timer:
+        assert await timer.read(reader) == b"a"  # type: ignore[arg-type]
+        await asyncio.sleep(0.15)  # the caller busy writing to a slow client, not waiting on Ollama
+        assert await timer.read(reader) == b"b"  # type: ignore[arg-type]
+
+
+async def test_idle_timer_lets_another_cancellation_through() -> None:
+    reader = StalledReader()
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        with IdleTimer(30) as timer:
+            started.set()
+            await timer.read(reader)  # type: ignore[arg-type]
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    await asyncio.sleep(0)
+    task.cancel()  # the client went away
+    with pytest.raises(asyncio.CancelledError):
+        await task

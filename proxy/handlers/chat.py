@@ -28,12 +28,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         new_call_id=lambda: new_id("call_"),
     )
     camel = config.response.keys == "camel"
-    async with (
-        request.app[ADMISSION].slot(chat.model),  # given back however the answer ends
-        client.open("POST", "/api/chat", with_defaults(chat.body, limits)) as upstream,
-    ):
+    ollama = with_defaults(chat.body, limits)
+    async with request.app[ADMISSION].slot(chat.model):  # given back however the answer ends
         if not chat.stream:
-            return json_response(to_completion(await whole_answer(client, upstream), ctx), camel=camel)
-        state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
-                           max_line_bytes=config.upstream.max_line_bytes)
-        return await relay_stream(request, client, upstream, state, frames_for_read)
+            answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
+            return json_response(to_completion(answer, ctx), camel=camel)
+        async with client.open("POST", "/api/chat", ollama) as upstream:
+            state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
+                               max_line_bytes=config.upstream.max_line_bytes)
+            return await relay_stream(request, client, upstream, state, frames_for_read)

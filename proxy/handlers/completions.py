@@ -29,12 +29,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     completion = from_openai(body)
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
     camel = config.response.keys == "camel"
-    async with (
-        request.app[ADMISSION].slot(completion.model),
-        client.open("POST", "/api/generate", with_defaults(completion.body, limits)) as upstream,
-    ):
+    ollama = with_defaults(completion.body, limits)
+    async with request.app[ADMISSION].slot(completion.model):
         if not completion.stream:
-            answer = await whole_answer(client, upstream)
+            answer = whole_answer(await client.request_json("POST", "/api/generate", ollama))
             return json_response(styled(to_completion(answer, ctx, completion.logprobs), camel))
-        state = new_stream(ctx, completion, camel=camel, max_line_bytes=config.upstream.max_line_bytes)
-        return await relay_stream(request, client, upstream, state, frames_for_read)
+        async with client.open("POST", "/api/generate", ollama) as upstream:
+            state = new_stream(ctx, completion, camel=camel, max_line_bytes=config.upstream.max_line_bytes)
+            return await relay_stream(request, client, upstream, state, frames_for_read)

@@ -77,8 +77,9 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         response.headers[REQUEST_ID_HEADER] = rid
         await response.prepare(request)
         try:
-            async for data in client.iter_reads(upstream):
-                await response.write(data)
+            with client.idle_timer() as timer:
+                while data := await timer.read(upstream.content):
+                    await response.write(data)
             await response.write_eof()
         except ProxyError as exc:
             # The status is out; end the body the way Ollama ends a failed stream: an error line.
