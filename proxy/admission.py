@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from .config import AdmissionConfig
 from .errors import RateLimited
 from .modelglob import Globs, canonical
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "Slot"]
 
 
 @dataclass(eq=False)
@@ -125,12 +123,28 @@ class Admission:
                 raise
             # Granted just as the time-out fired: the slot is ours, use it.
 
-    @asynccontextmanager
-    async def slot(self, model: str) -> AsyncIterator[None]:
-        """Hold one slot for a request to ``model`` for the duration of the block."""
-        key = canonical(model)
-        await self._acquire(key)
-        try:
-            yield
-        finally:
-            self._give_back(key)
+    def slot(self, model: str) -> Slot:
+        """Hold one slot for a request to ``model`` for the duration of an ``async with`` block."""
+        return Slot(self, canonical(model))
+
+
+class Slot:
+    """One request's hold on a slot: taken on entry (at once when one is free), given back on
+    every exit. A plain class rather than a generator-based context manager: it is entered on
+    every request."""
+
+    __slots__ = ("_admission", "_key")
+
+    def __init__(self, admission: Admission, key: str) -> None:
+        self._admission = admission
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        admission = self._admission
+        if admission._fits(self._key):
+            admission._take(self._key)
+        else:
+            await admission._acquire(self._key)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission._give_back(self._key)

@@ -163,9 +163,27 @@ def _steps(where: str) -> tuple[Any, ...]:
     return tuple(steps)
 
 
-def _select(body: Any, steps: tuple[Any, ...]) -> list[tuple[tuple[str | int, ...], Any]]:
-    """Every (path, value) the compiled path reaches, in document order; parts of the wrong type
-    are skipped. Level by level rather than recursive generators: this runs on every request."""
+def _select(body: Any, steps: tuple[Any, ...]) -> list[Any]:
+    """Every value the compiled path reaches, in document order; parts of the wrong type are
+    skipped. Values only, level by level: this runs on every request, and the paths are only
+    wanted for a refusal (``_paths``)."""
+    level: list[Any] = [body]
+    for step in steps:
+        found: list[Any] = []
+        for node in level:
+            if step is _STAR:
+                if isinstance(node, list):
+                    found.extend(node)
+            elif isinstance(node, dict) and (value := node.get(step)) is not None:
+                found.append(value)
+        if not found:
+            return found
+        level = found
+    return level
+
+
+def _paths(body: Any, steps: tuple[Any, ...]) -> list[tuple[str | int, ...]]:
+    """The paths of ``_select``'s values, in the same order."""
     level: list[tuple[tuple[str | int, ...], Any]] = [((), body)]
     for step in steps:
         found: list[tuple[tuple[str | int, ...], Any]] = []
@@ -175,10 +193,8 @@ def _select(body: Any, steps: tuple[Any, ...]) -> list[tuple[tuple[str | int, ..
                     found.extend(((*path, i), item) for i, item in enumerate(node))
             elif isinstance(node, dict) and (value := node.get(step)) is not None:
                 found.append(((*path, step), value))
-        if not found:
-            return found
         level = found
-    return level
+    return [path for path, _ in level]
 
 
 def path_text(path: tuple[str | int, ...]) -> str:
@@ -347,30 +363,34 @@ class Validator:
                 continue  # most rows name fields a request leaves out
             found = _select(body, steps)
             for rule in rules:
-                _apply(rule, found, limits)
+                broken = _apply(rule, found, limits)
+                if broken is not None:
+                    index, what = broken
+                    raise _refusal(rule, _paths(body, steps)[index], limits, what)
         return limits
 
 
-def _apply(rule: Rule, found: list[tuple[tuple[str | int, ...], Any]], limits: Limits) -> None:
+def _apply(rule: Rule, found: list[Any], limits: Limits) -> tuple[int, str] | None:
+    """The index of the first value of ``found`` that breaks ``rule``, and how; else None."""
     limit = limits[rule.limit]
     if not limit:
-        return
+        return None
     total = 0.0
-    for path, value in found:
+    for index, value in enumerate(found):
         n = rule.measure(value)
         if n is None:
             continue
         if rule.how == "range":
             low, high = limit
             if not low <= n <= high:
-                raise _refusal(rule, path, limits, f"must be between {low:g} and {high:g}, got {n:g}")
+                return index, f"must be between {low:g} and {high:g}, got {n:g}"
         elif rule.how == "total":
             total += n
             if total > limit:
-                raise _refusal(rule, path, limits,
-                               f"brings the request to {_num(total)} {rule.unit}, above the limit of {limit}")
+                return index, f"brings the request to {_num(total)} {rule.unit}, above the limit of {limit}"
         elif n > limit:
-            raise _refusal(rule, path, limits, f"has {_num(n)} {rule.unit}, above the limit of {limit}")
+            return index, f"has {_num(n)} {rule.unit}, above the limit of {limit}"
+    return None
 
 
 def _num(n: float) -> str:

@@ -8,12 +8,14 @@ brings the ``finish_reason`` frame (OpenAI sends it on its own chunk), the usage
 client asked for ``stream_options.include_usage``, and ``data: [DONE]``.
 
 Most lines carry only a bit of content. For those the frame is a template made once per stream
-(from the same dict path, so the bytes are identical) with only the content serialised; the
-first, thinking, tool-call, logprob and final lines go through the full dict path.
+(from the same dict path, so the bytes are identical) with only the content filled in: copied
+from the line as it is when its JSON literal needs no escaping (no parse at all), else decoded
+and re-encoded. The first, thinking, tool-call, logprob and final lines take the full dict path.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +65,28 @@ def frames_for_read(state: StreamState, data: bytes) -> bytes:
     return translate_read(state, data, chunks_for)
 
 
+# A plain content line as Ollama (Go's encoding/json, struct field order) writes it:
+#   {"model":"…","created_at":"…","message":{"role":"assistant","content":"<literal>"},"done":false}
+# In valid JSON every raw '"' byte delimits a string, so the first occurrence of _MESSAGE is the
+# key itself, and a literal with no '"' and no '\\' is exactly the bytes orjson writes for the
+# decoded text (both write UTF-8 unescaped) unless it holds bytes no JSON string may: control
+# characters or invalid UTF-8, which go to the full path to be refused.
+_MESSAGE = b'","message":{"role":"assistant","content":"'
+_PLAIN_END = b'"},"done":false}'
+_UNSAFE = re.compile(rb'["\\\x00-\x1f]')  # a quote, a backslash or a control character
+
+
 def chunks_for(state: StreamState, line: bytes) -> bytes:
     """The SSE frame(s) for one NDJSON line of Ollama's ``/api/chat`` stream."""
     if state.done:
         return b""
+    # Fastest path: most lines carry only a bit of text, copied as it is, without parsing.
+    if state.role_sent and line.endswith(_PLAIN_END) and line.startswith(b'{"model":"'):
+        start = line.find(_MESSAGE)
+        if start > 0:
+            literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
+            if not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
+                return state.content_head + b'"' + literal + b'"' + state.content_tail
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -86,6 +106,14 @@ def chunks_for(state: StreamState, line: bytes) -> bytes:
     ):
         return state.content_head + orjson.dumps(content) + state.content_tail
     return _full_path(state, data)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _full_path(state: StreamState, data: dict[str, Any]) -> bytes:

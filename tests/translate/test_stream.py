@@ -34,8 +34,10 @@ def context(model: str) -> ResponseContext:
 
 
 def state_for(model: str, *, include_usage: bool = False, camel: bool = False,
-              max_line_bytes: int = 16 * 1024 * 1024) -> StreamState:
-    return new_stream(context(model), include_usage=include_usage, camel=camel, max_line_bytes=max_line_bytes)
+              max_line_bytes: int = 16 * 1024 * 1024, role_sent: bool = False) -> StreamState:
+    state = new_stream(context(model), include_usage=include_usage, camel=camel, max_line_bytes=max_line_bytes)
+    state.role_sent = role_sent
+    return state
 
 
 # ---- recorded streams --------------------------------------------------------------------
@@ -553,3 +555,36 @@ def test_fast_path_matches_full_path_for_any_text(contents: list[str], include_u
     for content in ["first", *contents]:
         line = _CONTENT_LINE.format(json.dumps(content)).encode()
         assert chunks_for(fast, line) == stream._full_path(full, orjson.loads(line))
+
+
+# ---- the unparsed copy of plain content lines ---------------------------------------------
+
+GO_LINE = b'{"model":"llama3.2","created_at":"2025-06-01T12:00:00.1Z","message":{"role":"assistant","content":%s},"done":false}'
+
+COPIED = [
+    ("ascii text is copied", b'"Hello"', True),
+    ("utf-8 text is copied", '"héllo 🌍"'.encode(), True),
+    ("an empty content is copied", b'""', True),
+    ("an escaped quote is decoded and re-encoded", b'"say \\"hi\\""', False),
+    ("Go's \\u003c escape is decoded and re-encoded", b'"\\u003cb\\u003e"', False),
+    ("a newline escape is decoded and re-encoded", b'"a\\nb"', False),
+]
+
+
+@pytest.mark.parametrize("literal, copied", [r[1:] for r in COPIED], ids=[r[0] for r in COPIED])
+def test_plain_lines_are_copied_without_parsing_only_when_exact(monkeypatch: pytest.MonkeyPatch,
+                                                                literal: bytes, copied: bool) -> None:
+    line = GO_LINE % literal
+    expected = stream._full_path(state_for("llama3.2", role_sent=True), orjson.loads(line))
+    parsed: list[bytes] = []
+    real_loads = orjson.loads
+    monkeypatch.setattr(stream.orjson, "loads", lambda raw: parsed.append(raw) or real_loads(raw))
+    assert chunks_for(state_for("llama3.2", role_sent=True), line) == expected
+    assert (parsed == []) is copied
+
+
+@pytest.mark.parametrize("literal", [b'"a\x01b"', b'"\xff\xfe"', b'"tab\there"'],
+                         ids=["a raw control character", "invalid UTF-8", "a raw tab"])
+def test_a_plain_looking_line_that_is_not_json_is_still_refused(literal: bytes) -> None:
+    with pytest.raises(UpstreamError, match="malformed"):
+        chunks_for(state_for("llama3.2", role_sent=True), GO_LINE % literal)
