@@ -21,8 +21,19 @@ _HEADERS = {
 }
 
 
+class EventStreamResponse(web.StreamResponse):
+    """A streamed response whose headers leave with its first frame, in one packet.
+
+    The stream only starts once Ollama has answered, and its first frame follows at once, so
+    holding the headers back costs no time and saves a write per stream (``web.Response``
+    does the same; ``StreamResponse`` would send them on their own).
+    """
+
+    _send_headers_immediately = False
+
+
 async def start_event_stream(request: web.Request, request_id: str) -> web.StreamResponse:
-    """Send the SSE response headers now and return the response to write frames to."""
-    response = web.StreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id})
+    """Prepare the SSE response (its headers go out with the first frame) and return it."""
+    response = EventStreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id})
     await response.prepare(request)
     return response

@@ -65,12 +65,17 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
     try:
         with client.idle_timer() as timer:
             while data := await timer.read(upstream.content):
+                if state.done:
+                    continue  # the end of Ollama's body: read on so its connection can be reused
                 out = frames_for_read(state, data)
-                if out:
-                    await response.write(out)
                 if state.error is not None:
                     log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                    await response.write_eof(out)
                     return response
+                if state.done:
+                    await response.write_eof(out)  # the last frames and the body's end in one write
+                elif out:
+                    await response.write(out)
         if not state.done:
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
