@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Self
 
 import aiohttp
@@ -34,7 +32,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["IdleTimer", "OllamaClient", "error_from_status"]
+__all__ = ["Call", "Deadline", "IdleTimer", "OllamaClient", "error_from_status"]
 
 log = logging.getLogger("proxy.upstream")
 
@@ -73,12 +71,18 @@ class OllamaClient:
     async def close(self) -> None:
         await self.session.close()
 
-    async def _request(self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None,
-                       auto_decompress: bool = True) -> aiohttp.ClientResponse:
-        """Send a request and wait for the response head; the caller bounds the wait."""
+    async def _head(self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None,
+                    deadline: Deadline, auto_decompress: bool = True) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response head, within ``deadline``."""
         try:
             return await self.session.request(method, self.base_url + path, data=data, headers=headers,
                                               auto_decompress=auto_decompress)
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise UpstreamTimeout(f"Ollama did not answer within {deadline.delay:g} s.") from None
+            raise
+        except TimeoutError:  # aiohttp's own: the connect time-out (timeouts.connect)
+            raise UpstreamTimeout("Could not connect to Ollama in time.") from None
         except aiohttp.ClientConnectionError as exc:
             # Debug only: the caller logs the failure once, with the request id.
             log.debug("ollama unreachable: %s", exc)
@@ -87,34 +91,18 @@ class OllamaClient:
             log.debug("ollama request failed: %s", exc)
             raise UpstreamError("The request to Ollama failed.") from None
 
-    @asynccontextmanager
-    async def send(self, method: str, path: str, *, data: bytes | None = None,
-                   headers: dict[str, str] | None = None, first_byte: float | None = None,
-                   auto_decompress: bool = True) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Ollama's response, whatever its status, its body not yet read.
-
-        The connection is released (or closed, when the body was not read to the end) on exit,
-        including when the caller is cancelled because its client went away.
-        """
+    def send(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
+             first_byte: float | None = None, auto_decompress: bool = True) -> Call:
+        """``async with``: Ollama's response, whatever its status, its body not yet read."""
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        try:
-            async with asyncio.timeout(timeout):
-                response = await self._request(method, path, data, headers, auto_decompress)
-        except TimeoutError:
-            raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
-        try:
-            yield response
-        finally:
-            _done_with(response)
+        return Call(self, method, path, data, headers, timeout, auto_decompress, None)
 
-    @asynccontextmanager
-    async def open(self, method: str, path: str, body: dict[str, Any] | None = None,
-                   *, first_byte: float | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A response from Ollama with status 200 to ``body`` sent as JSON; others raise."""
+    def open(self, method: str, path: str, body: dict[str, Any] | None = None,
+             *, first_byte: float | None = None) -> Call:
+        """``async with``: Ollama's response with status 200 to ``body`` sent as JSON; others raise."""
         data, headers = _encode(body)
-        async with self.send(method, path, data=data, headers=headers, first_byte=first_byte) as response:
-            await self._raise_for_status(response, body)
-            yield response
+        timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
+        return Call(self, method, path, data, headers, timeout, True, body if body is not None else {})
 
     async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
                            *, first_byte: float | None = None) -> Any:
@@ -124,19 +112,22 @@ class OllamaClient:
         answer all at once when it has finished, so there is no gap in between to bound.
         """
         data, headers = _encode(body)
-        timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
+        deadline = Deadline(first_byte if first_byte is not None else self.config.timeouts.first_byte)
         try:
-            async with asyncio.timeout(timeout):
-                response = await self._request(method, path, data, headers)
-                try:
-                    await self._raise_for_status(response, body)
-                    raw = await response.read()
-                finally:
-                    _done_with(response)
-        except TimeoutError:
-            raise UpstreamTimeout(f"Ollama did not answer within {timeout:g} s.") from None
+            response = await self._head(method, path, data, headers, deadline)
+            try:
+                await self._raise_for_status(response, body)
+                raw = await response.read()
+            finally:
+                _done_with(response)
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise UpstreamTimeout(f"Ollama did not answer within {deadline.delay:g} s.") from None
+            raise
         except aiohttp.ClientError:
             raise UpstreamError("The connection to Ollama broke during the answer.") from None
+        finally:
+            deadline.cancel()
         return decode_json(raw)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse, body: dict[str, Any] | None) -> None:
@@ -162,6 +153,74 @@ class OllamaClient:
     def idle_timer(self) -> IdleTimer:
         """A bound, ``timeouts.idle``, on each wait for more of a streamed body."""
         return IdleTimer(self.config.timeouts.idle)
+
+
+class Deadline:
+    """Cancels the current task after ``delay`` seconds unless cancelled first.
+
+    What ``asyncio.timeout`` does, for one await on every request, without its context-manager
+    machinery: the handler that catches the ``CancelledError`` asks ``expired()`` whether the
+    cancellation was this deadline's (and then absorbs it) or someone else's (the client left).
+    """
+
+    __slots__ = ("_handle", "_task", "delay", "fired")
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.fired = False
+        self._task = asyncio.current_task()
+        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this deadline's own (then absorbed)."""
+        self._handle.cancel()
+        return self.fired and self._task is not None and self._task.uncancel() == 0
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+class Call:
+    """One request to Ollama as ``async with``: the response on entry; on exit the connection
+    goes back to the pool, or is closed when the body was not read to the end (so Ollama sees
+    the request end and stops generating), including when the handler is cancelled because
+    its client went away. ``body`` set means JSON was sent and only a 200 is an answer."""
+
+    __slots__ = ("_auto_decompress", "_body", "_client", "_data", "_headers", "_method", "_path",
+                 "_response", "_timeout")
+
+    def __init__(self, client: OllamaClient, method: str, path: str, data: bytes | None,
+                 headers: dict[str, str] | None, timeout: float, auto_decompress: bool,
+                 body: dict[str, Any] | None) -> None:
+        self._client, self._method, self._path = client, method, path
+        self._data, self._headers, self._timeout = data, headers, timeout
+        self._auto_decompress, self._body = auto_decompress, body
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        deadline = Deadline(self._timeout)
+        try:
+            response = await self._client._head(self._method, self._path, self._data, self._headers,
+                                                deadline, self._auto_decompress)
+        finally:
+            deadline.cancel()
+        if self._body is not None:
+            try:
+                await self._client._raise_for_status(response, self._body)
+            except BaseException:
+                _done_with(response)
+                raise
+        self._response = response
+        return response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            _done_with(self._response)
 
 
 class IdleTimer:

@@ -25,7 +25,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.upstream import IdleTimer, OllamaClient, error_from_status
+from proxy.upstream import Deadline, IdleTimer, OllamaClient, error_from_status
 
 BASE = "http://ollama.test:11434"
 CHAT = BASE + "/api/chat"
@@ -167,8 +167,8 @@ FAILURES = [
      UpstreamUnavailable, 502, "upstream_unreachable", "Could not connect to Ollama."),
     ("a dropped connection is UpstreamUnavailable", aiohttp.ServerDisconnectedError(),
      UpstreamUnavailable, 502, "upstream_unreachable", "Could not connect to Ollama."),
-    ("a time-out is UpstreamTimeout", TimeoutError(),
-     UpstreamTimeout, 504, "upstream_timeout", "Ollama did not answer within 5 s."),
+    ("aiohttp's connect time-out is UpstreamTimeout", aiohttp.ConnectionTimeoutError(),
+     UpstreamTimeout, 504, "upstream_timeout", "Could not connect to Ollama in time."),
     ("another client error is UpstreamError", aiohttp.ClientPayloadError("bad payload"),
      UpstreamError, 502, "upstream_error", "The request to Ollama failed."),
 ]  # fmt: skip
@@ -295,3 +295,32 @@ async def test_idle_timer_lets_another_cancellation_through() -> None:
     task.cancel()  # the client went away
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_deadline_turns_its_own_cancellation_into_expired() -> None:
+    deadline = Deadline(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.Event().wait()  # nothing else would ever wake this
+    assert deadline.expired()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_deadline_leaves_another_cancellation_alone() -> None:
+    started = asyncio.Event()
+    verdicts: list[bool] = []
+
+    async def wait() -> None:
+        deadline = Deadline(30)
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            verdicts.append(deadline.expired())
+            raise
+
+    task = asyncio.create_task(wait())
+    await started.wait()
+    task.cancel()  # the client went away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert verdicts == [False]
