@@ -95,14 +95,15 @@ class OllamaClient:
              first_byte: float | None = None, auto_decompress: bool = True) -> Call:
         """``async with``: Ollama's response, whatever its status, its body not yet read."""
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        return Call(self, method, path, data, headers, timeout, auto_decompress, None)
+        return Call(self, method, path, data, headers, timeout, auto_decompress, check=False)
 
     def open(self, method: str, path: str, body: dict[str, Any] | None = None,
              *, first_byte: float | None = None) -> Call:
         """``async with``: Ollama's response with status 200 to ``body`` sent as JSON; others raise."""
         data, headers = _encode(body)
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        return Call(self, method, path, data, headers, timeout, True, body if body is not None else {})
+        model = body.get("model") if body is not None else None
+        return Call(self, method, path, data, headers, timeout, True, check=True, model=model)
 
     async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
                            *, first_byte: float | None = None) -> Any:
@@ -116,7 +117,7 @@ class OllamaClient:
         try:
             response = await self._head(method, path, data, headers, deadline)
             try:
-                await self._raise_for_status(response, body)
+                await self._raise_for_status(response, (body or {}).get("model"))
                 raw = await response.read()
             finally:
                 _done_with(response)
@@ -130,10 +131,10 @@ class OllamaClient:
             deadline.cancel()
         return decode_json(raw)
 
-    async def _raise_for_status(self, response: aiohttp.ClientResponse, body: dict[str, Any] | None) -> None:
+    async def _raise_for_status(self, response: aiohttp.ClientResponse, model: Any) -> None:
         if response.status != 200:
             raise error_from_status(response.status, await self._error_text(response),
-                                    model=(body or {}).get("model"))
+                                    model=model if isinstance(model, str) else None)
 
     async def _error_text(self, response: aiohttp.ClientResponse) -> str:
         """Ollama's ``{"error": ...}`` message, or a short note when the body is not Ollama's."""
@@ -189,29 +190,31 @@ class Call:
     """One request to Ollama as ``async with``: the response on entry; on exit the connection
     goes back to the pool, or is closed when the body was not read to the end (so Ollama sees
     the request end and stops generating), including when the handler is cancelled because
-    its client went away. ``body`` set means JSON was sent and only a 200 is an answer."""
+    its client went away. With ``check``, only a 200 is an answer (others raise). The request
+    body is held as bytes only until it is sent."""
 
-    __slots__ = ("_auto_decompress", "_body", "_client", "_data", "_headers", "_method", "_path",
-                 "_response", "_timeout")
+    __slots__ = ("_auto_decompress", "_check", "_client", "_data", "_headers", "_method", "_model",
+                 "_path", "_response", "_timeout")
 
     def __init__(self, client: OllamaClient, method: str, path: str, data: bytes | None,
                  headers: dict[str, str] | None, timeout: float, auto_decompress: bool,
-                 body: dict[str, Any] | None) -> None:
+                 *, check: bool, model: Any = None) -> None:
         self._client, self._method, self._path = client, method, path
         self._data, self._headers, self._timeout = data, headers, timeout
-        self._auto_decompress, self._body = auto_decompress, body
+        self._auto_decompress, self._check, self._model = auto_decompress, check, model
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         deadline = Deadline(self._timeout)
+        data, self._data = self._data, None  # sent once; not kept for the life of a stream
         try:
-            response = await self._client._head(self._method, self._path, self._data, self._headers,
+            response = await self._client._head(self._method, self._path, data, self._headers,
                                                 deadline, self._auto_decompress)
         finally:
             deadline.cancel()
-        if self._body is not None:
+        if self._check:
             try:
-                await self._client._raise_for_status(response, self._body)
+                await self._client._raise_for_status(response, self._model)
             except BaseException:
                 _done_with(response)
                 raise

@@ -21,6 +21,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
     chat = from_openai(body)
+    ollama = with_defaults(chat.body, limits)
+    del body  # translated; a long conversation is not held twice
     ctx = ResponseContext(
         id=new_id("chatcmpl-"),
         created=int(time.time()),
@@ -28,12 +30,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         new_call_id=lambda: new_id("call_"),
     )
     camel = config.response.keys == "camel"
-    ollama = with_defaults(chat.body, limits)
     async with request.app[ADMISSION].slot(chat.model):  # given back however the answer ends
         if not chat.stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             return json_response(to_completion(answer, ctx), camel=camel)
-        async with client.open("POST", "/api/chat", ollama) as upstream:
-            state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
-                               max_line_bytes=config.upstream.max_line_bytes)
+        state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
+                           max_line_bytes=config.upstream.max_line_bytes)
+        call = client.open("POST", "/api/chat", ollama)
+        del chat, ollama  # JSON bytes in the call now, dropped once sent: not held for the stream
+        async with call as upstream:
             return await relay_stream(request, client, upstream, state, frames_for_read)
