@@ -23,6 +23,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     parser.add_argument("--workers", type=int, help="processes sharing the port (overrides server.workers)")
+    parser.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop even if uvloop is installed")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the config, print the effective limits and exit")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -43,6 +44,8 @@ def configure(args: argparse.Namespace) -> Config:
         if not 1 <= args.workers <= 256:
             raise ConfigError(f"--workers: must be between 1 and 256, got {args.workers}")
         server = dataclasses.replace(server, workers=args.workers)
+    if args.no_uvloop:
+        server = dataclasses.replace(server, uvloop=False)
     if server.workers > 1 and server.port == 0:
         raise ConfigError("server.port: must be a fixed port when server.workers > 1")
     return dataclasses.replace(config, server=server)

@@ -57,6 +57,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = checked(8080, lambda v: 0 <= v <= 65535, "a port number (0-65535)")
     workers: int = checked(1, lambda v: 1 <= v <= 256, "between 1 and 256")
+    uvloop: bool = True  # use uvloop when it is installed (the "uvloop" extra)
     # Defences against slow or oversized clients (aiohttp server settings, see proxy/inbound.py).
     keepalive_timeout: float = checked(75.0, _positive, "> 0")
     body_timeout: float = checked(60.0, _positive, "> 0")

@@ -37,7 +37,7 @@ def serve(config: Config) -> None:
         level=config.log.level.upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
-    uvloop = install_uvloop()
+    uvloop = config.server.uvloop and install_uvloop()
     log.info(
         "serving on http://%s:%d, upstream %s%s",
         config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",

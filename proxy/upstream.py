@@ -59,8 +59,7 @@ class OllamaClient:
         self.base_url = config.base_url.rstrip("/")
         timeouts = config.timeouts
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0,
-                                           enable_cleanup_closed=True),
+            connector=aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
             read_bufsize=2**16,
