@@ -9,6 +9,7 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
@@ -16,6 +17,7 @@ from proxy.config import Config, build
 from tests.fake_ollama import FakeOllama
 
 ProxyFactory = Callable[..., Awaitable[str]]
+AppFactory = Callable[..., Awaitable[tuple[str, web.Application]]]
 
 
 @pytest.fixture
@@ -33,19 +35,31 @@ def make_config(upstream_url: str, toml: dict[str, Any] | None = None) -> Config
 
 
 @pytest.fixture
-async def proxy_factory(fake_ollama: FakeOllama) -> AsyncIterator[ProxyFactory]:
-    """``await proxy_factory({"limits": {...}})`` → base URL of a proxy running that config."""
+async def app_factory(fake_ollama: FakeOllama) -> AsyncIterator[AppFactory]:
+    """``await app_factory({"limits": {...}})`` → (base URL, app) of a proxy running that config."""
     servers: list[TestServer] = []
 
-    async def start(toml: dict[str, Any] | None = None, upstream_url: str | None = None) -> str:
-        server = TestServer(create_app(make_config(upstream_url or fake_ollama.url, toml)))
+    async def start(toml: dict[str, Any] | None = None,
+                    upstream_url: str | None = None) -> tuple[str, web.Application]:
+        app = create_app(make_config(upstream_url or fake_ollama.url, toml))
+        server = TestServer(app)
         await server.start_server()
         servers.append(server)
-        return f"http://127.0.0.1:{server.port}"
+        return f"http://127.0.0.1:{server.port}", app
 
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+def proxy_factory(app_factory: AppFactory) -> ProxyFactory:
+    """``await proxy_factory({"limits": {...}})`` → base URL of a proxy running that config."""
+
+    async def start(toml: dict[str, Any] | None = None, upstream_url: str | None = None) -> str:
+        return (await app_factory(toml, upstream_url))[0]
+
+    return start
 
 
 @pytest.fixture

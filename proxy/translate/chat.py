@@ -10,7 +10,6 @@ order of OpenAI's API reference, so a new parameter is a one-line decision.
 from __future__ import annotations
 
 import binascii
-import logging
 from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,19 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
-from .fields import boolean, integer, number, obj, require, string, type_name
+from .fields import (
+    boolean,
+    include_usage,
+    integer,
+    keep_alive,
+    log_unknown,
+    model_name,
+    number,
+    obj,
+    require,
+    string,
+    type_name,
+)  # fmt: skip
 
 __all__ = [
     "ChatRequest",
@@ -32,7 +43,6 @@ __all__ = [
     "to_usage",
 ]
 
-log = logging.getLogger("proxy.translate")
 
 # Parameters OpenAI defines, in the order of its reference, and what becomes of each.
 MAPPED = (
@@ -98,18 +108,9 @@ def from_openai(body: dict[str, Any]) -> ChatRequest:
     for key, why in REFUSED.items():
         if body.get(key) is not None:
             raise UnsupportedParameter(why, param=key)
-    unknown = [key for key in body if key not in _KNOWN]
-    if unknown:
-        log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-
-    model = require(string(body, "model"), "model")
-    if not model:
-        raise InvalidRequest("'model' must not be empty.", param="model")
+    log_unknown(body, _KNOWN)
+    model = model_name(body)
     stream = bool(boolean(body, "stream"))
-    include_usage = False
-    stream_options = obj(body, "stream_options")
-    if stream_options is not None:
-        include_usage = bool(boolean(stream_options, "include_usage", "stream_options.include_usage"))
     _only_one_choice(body)
     _check_store(body)
     logprobs = bool(boolean(body, "logprobs"))
@@ -128,11 +129,9 @@ def from_openai(body: dict[str, Any]) -> ChatRequest:
     think = to_think(body)
     if think is not None:
         ollama["think"] = think
-    keep_alive = body.get("keep_alive")
-    if keep_alive is not None:
-        if isinstance(keep_alive, bool) or not isinstance(keep_alive, (str, int, float)):
-            raise InvalidRequest("'keep_alive' must be a duration string or seconds.", param="keep_alive")
-        ollama["keep_alive"] = keep_alive
+    alive = keep_alive(body)
+    if alive is not None:
+        ollama["keep_alive"] = alive
     if logprobs:
         ollama["logprobs"] = True
         top = integer(body, "top_logprobs")
@@ -145,7 +144,7 @@ def from_openai(body: dict[str, Any]) -> ChatRequest:
     options = to_options(body)
     if options:
         ollama["options"] = options
-    return ChatRequest(ollama, model, stream, include_usage, logprobs)
+    return ChatRequest(ollama, model, stream, include_usage(body), logprobs)
 
 
 def _only_one_choice(body: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ for, and ``data: [DONE]``. Ids and the clock come in through ``CompletionContext
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,17 @@ import orjson
 
 from ..errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
 from .chat import OLLAMA_OPTIONS, finish_reason, to_options, to_usage
-from .fields import boolean, integer, obj, require, string, type_name
+from .fields import (
+    boolean,
+    include_usage,
+    integer,
+    keep_alive,
+    log_unknown,
+    model_name,
+    obj,
+    string,
+    type_name,
+)
 from .keys import camelize
 from .ndjson import DONE, frame, translate_read
 
@@ -34,7 +43,6 @@ __all__ = [
     "to_logprobs",
 ]
 
-log = logging.getLogger("proxy.translate")
 
 # Parameters OpenAI defines for /v1/completions, in the order of its reference.
 MAPPED = (
@@ -75,20 +83,10 @@ class CompletionContext:
 
 def from_openai(body: dict[str, Any]) -> CompletionRequest:
     """Translate an OpenAI completions request into Ollama's ``/api/generate`` body."""
-    unknown = [key for key in body if key not in _KNOWN]
-    if unknown:
-        log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-    model = require(string(body, "model"), "model")
-    if not model:
-        raise InvalidRequest("'model' must not be empty.", param="model")
+    log_unknown(body, _KNOWN)
+    model = model_name(body)
     _refuse_unsupported(body)
     stream = bool(boolean(body, "stream"))
-    include_usage = False
-    stream_options = obj(body, "stream_options")
-    if stream_options is not None:
-        include_usage = bool(
-            boolean(stream_options, "include_usage", "stream_options.include_usage")
-        )
 
     ollama: dict[str, Any] = {
         "model": model,
@@ -112,7 +110,7 @@ def from_openai(body: dict[str, Any]) -> CompletionRequest:
     options = to_options({k: v for k, v in body.items() if k in _OPTION_FIELDS})
     if options:
         ollama["options"] = options
-    return CompletionRequest(ollama, model, stream, include_usage, logprobs)
+    return CompletionRequest(ollama, model, stream, include_usage(body), logprobs)
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
@@ -167,12 +165,8 @@ def _extra(key: str, value: Any) -> Any:
         raise InvalidRequest("'raw' must be a boolean.", param="raw")
     if key == "think" and not isinstance(value, (bool, str)):
         raise InvalidRequest("'think' must be a boolean or a level.", param="think")
-    if key == "keep_alive" and (
-        isinstance(value, bool) or not isinstance(value, (str, int, float))
-    ):
-        raise InvalidRequest(
-            "'keep_alive' must be a duration string or seconds.", param="keep_alive"
-        )
+    if key == "keep_alive":
+        return keep_alive({key: value})
     return value
 
 

@@ -9,18 +9,16 @@ the SDK decodes with ``np.frombuffer(..., dtype="float32")``.
 from __future__ import annotations
 
 import base64
-import logging
 import sys
 from array import array
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError
-from .fields import integer, require, string, type_name
+from .fields import integer, keep_alive, log_unknown, model_name, type_name
 
 __all__ = ["EmbedRequest", "floats_to_base64", "from_openai", "to_embedding_list"]
 
-log = logging.getLogger("proxy.translate")
 
 # Parameters OpenAI defines, in the order of its reference.
 MAPPED = ("input", "model", "dimensions", "encoding_format")
@@ -46,12 +44,8 @@ class EmbedRequest:
 
 def from_openai(body: dict[str, Any]) -> EmbedRequest:
     """Translate an OpenAI embeddings request into Ollama's ``/api/embed`` body."""
-    unknown = [key for key in body if key not in _KNOWN]
-    if unknown:
-        log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-    model = require(string(body, "model"), "model")
-    if not model:
-        raise InvalidRequest("'model' must not be empty.", param="model")
+    log_unknown(body, _KNOWN)
+    model = model_name(body)
     texts = to_input(body.get("input"))
     encoding = to_encoding(body.get("encoding_format"))
     ollama: dict[str, Any] = {"model": model, "input": texts}
@@ -65,13 +59,9 @@ def from_openai(body: dict[str, Any]) -> EmbedRequest:
         if not isinstance(truncate, bool):
             raise InvalidRequest("'truncate' must be a boolean.", param="truncate")
         ollama["truncate"] = truncate
-    keep_alive = body.get("keep_alive")
-    if keep_alive is not None:
-        if isinstance(keep_alive, bool) or not isinstance(keep_alive, (str, int, float)):
-            raise InvalidRequest(
-                "'keep_alive' must be a duration string or seconds.", param="keep_alive"
-            )
-        ollama["keep_alive"] = keep_alive
+    alive = keep_alive(body)
+    if alive is not None:
+        ollama["keep_alive"] = alive
     options = body.get("options")
     if options is not None:
         if not isinstance(options, dict):

@@ -7,11 +7,17 @@ request naming the parameter path.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import InvalidRequest
 
-__all__ = ["boolean", "integer", "number", "obj", "string", "type_name"]
+__all__ = [
+    "boolean", "include_usage", "integer", "keep_alive", "log_unknown", "model_name", "number", "obj",
+    "require", "string", "type_name",
+]  # fmt: skip
+
+log = logging.getLogger("proxy.translate")
 
 _MISSING = object()
 
@@ -92,3 +98,32 @@ def require(value: Any, param: str) -> Any:
     if value is None:
         raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     return value
+
+
+def model_name(body: dict[str, Any]) -> str:
+    """The required, non-empty ``model``."""
+    model = require(string(body, "model"), "model")
+    if not model:
+        raise InvalidRequest("'model' must not be empty.", param="model")
+    return str(model)
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    """``stream_options.include_usage``: a usage chunk at the end of a stream."""
+    options = obj(body, "stream_options")
+    return bool(options and boolean(options, "include_usage", "stream_options.include_usage"))
+
+
+def keep_alive(body: dict[str, Any]) -> str | int | float | None:
+    """Ollama's ``keep_alive``: a duration string ("5m") or seconds."""
+    value = body.get("keep_alive")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+        raise InvalidRequest("'keep_alive' must be a duration string or seconds.", param="keep_alive")
+    return value
+
+
+def log_unknown(body: dict[str, Any], known: frozenset[str]) -> None:
+    """Fields no table names are ignored, as OpenAI-compatible servers do; said at debug."""
+    unknown = [key for key in body if key not in known]
+    if unknown:
+        log.debug("ignoring unknown request fields: %s", ", ".join(unknown))

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -19,9 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from proxy.app import create_app
 from proxy.appkeys import ADMISSION, CLIENT
-from tests.conftest import make_config
+from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
 
 SLACK = 5.0  # seconds added to a configured time-out: a bound, not a speed claim
@@ -32,20 +31,9 @@ Start = Callable[..., Awaitable[tuple[str, web.Application]]]
 
 
 @pytest.fixture
-async def start_proxy(fake_ollama: FakeOllama) -> AsyncIterator[Start]:
-    """Like ``proxy_factory``, but also hands back the app (for its admission and pool)."""
-    servers: list[TestServer] = []
-
-    async def start(toml: dict[str, Any] | None = None, upstream_url: str | None = None) -> tuple[str, web.Application]:
-        app = create_app(make_config(upstream_url or fake_ollama.url, toml))
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.port}", app
-
-    yield start
-    for server in servers:
-        await server.close()
+def start_proxy(app_factory: AppFactory) -> Start:
+    """``proxy_factory`` that also hands back the app (for its admission and pool)."""
+    return app_factory
 
 
 def frames(raw: bytes) -> list[Any]:

@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,9 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from proxy.app import create_app
 from proxy.appkeys import ADMISSION
-from tests.conftest import make_config
+from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
 
 SLACK = 5.0
@@ -35,19 +33,9 @@ Start = Callable[..., Awaitable[tuple[str, web.Application]]]
 
 
 @pytest.fixture
-async def start_proxy(fake_ollama: FakeOllama) -> AsyncIterator[Start]:
-    servers: list[TestServer] = []
-
-    async def start(toml: dict[str, Any] | None = None) -> tuple[str, web.Application]:
-        app = create_app(make_config(fake_ollama.url, toml))
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.port}", app
-
-    yield start
-    for server in servers:
-        await server.close()
+def start_proxy(app_factory: AppFactory) -> Start:
+    """``proxy_factory`` that also hands back the app (for its admission and pool)."""
+    return app_factory
 
 
 def sdk(url: str, retries: int = 0) -> openai.AsyncOpenAI:
