@@ -80,10 +80,19 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
         log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
-        try:
-            await response.write(error_frame(exc))
-        except ConnectionResetError:
-            pass  # the client is gone too; nothing left to tell
+        await _end_with_error(response, exc)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream request closed", rid)
+    except Exception:
+        # A bug, after the status went out: the middleware can no longer answer, so the stream
+        # ends with a generic error frame (the traceback stays in the log).
+        log.exception("%s stream failed", rid)
+        await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."))
     return response
+
+
+async def _end_with_error(response: web.StreamResponse, error: ProxyError) -> None:
+    try:
+        await response.write_eof(error_frame(error))
+    except ConnectionResetError:
+        pass  # the client is gone too; nothing left to tell

@@ -87,6 +87,11 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
             await _write_quietly(response, orjson.dumps({"error": exc.message}) + b"\n")
         except ConnectionResetError:
             log.info("%s client went away mid-relay; upstream request closed", rid)
+        except Exception:
+            # A bug after the status went out: end the body as Ollama ends a failed stream.
+            log.exception("%s %s relay failed", rid, path)
+            message = f"The proxy hit an internal error (request id {rid})."
+            await _write_quietly(response, orjson.dumps({"error": message}) + b"\n")
     return response
 
 

@@ -259,3 +259,24 @@ async def test_request_id_is_echoed_or_generated(proxy_url: str) -> None:
             assert response.status == 400
             assert response.headers["X-Request-Id"].startswith("req_")
             assert (await response.json())["error"]["param"] == "model"
+
+
+async def test_a_bug_mid_stream_ends_it_with_a_generic_error_frame(
+    proxy_url: str, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(state: object, data: bytes) -> bytes:
+        raise RuntimeError("/secret/path/to/proxy.py exploded")
+
+    monkeypatch.setattr("proxy.handlers.chat.frames_for_read", broken)
+    fake_ollama.push(Reply(chunks=["a", "b"]))
+    body = {"model": "llama3.2", "messages": USER, "stream": True}
+    async with aiohttp.ClientSession() as session, session.post(proxy_url + "/v1/chat/completions",
+                                                                  json=body) as response:
+        assert response.status == 200
+        raw = await response.read()
+    (event,) = [e for e in raw.split(b"\n\n") if e]
+    error = json.loads(event.removeprefix(b"data: "))["error"]
+    assert error["type"] == "api_error" and "internal error" in error["message"]
+    assert response.headers["X-Request-Id"] in error["message"]
+    assert b"secret" not in raw and b"Traceback" not in raw
+    assert "exploded" in caplog.text  # the traceback stays in the log
