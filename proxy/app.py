@@ -17,6 +17,7 @@ from .handlers.models import list_models, model_catalog_ctx, retrieve_model
 from .handlers.passthrough import passthrough
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
+from .outcome import OUTCOME_LISTENERS
 from .upstream import OllamaClient
 from .validate import Validator
 
@@ -34,6 +35,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
+    app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     app.cleanup_ctx.append(_ollama_client)
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
     app.cleanup_ctx.append(model_catalog_ctx)

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..outcome import account
 from ..translate.chat import ResponseContext, from_openai, to_completion
 from ..translate.stream import frames_for_read, new_stream
 from ..validate import with_defaults
@@ -30,13 +31,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         new_call_id=lambda: new_id("call_"),
     )
     camel = config.response.keys == "camel"
-    async with request.app[ADMISSION].slot(chat.model):  # given back however the answer ends
+    async with (
+        request.app[ADMISSION].slot(chat.model),  # given back however the answer ends
+        account(request, "chat.completions", chat.model, stream=chat.stream) as outcome,
+    ):
         if not chat.stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
+            outcome.count_tokens(answer)
             return json_response(to_completion(answer, ctx), camel=camel)
         state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
                            max_line_bytes=config.upstream.max_line_bytes)
         call = client.open("POST", "/api/chat", ollama)
         del chat, ollama  # JSON bytes in the call now, dropped once sent: not held for the stream
         async with call as upstream:
-            return await relay_stream(request, client, upstream, state, frames_for_read)
+            return await relay_stream(request, client, upstream, state, frames_for_read, outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,12 +14,15 @@ from aiohttp import web
 from ..errors import InvalidRequest, ProxyError, UpstreamError
 from ..ids import new_id
 from ..middleware import request_id
+from ..outcome import CLIENT_CLOSED, Outcome
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
 from ..upstream import OllamaClient
 
-__all__ = ["json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
+__all__ = [
+    "count_stream_tokens", "json_response", "new_id", "read_json_object", "relay_stream", "whole_answer",
+]
 
 log = logging.getLogger("proxy.stream")
 
@@ -54,11 +58,13 @@ def whole_answer(data: Any) -> dict[str, Any]:
 
 
 async def relay_stream(request: web.Request, client: OllamaClient, upstream: aiohttp.ClientResponse,
-                       state: S, frames_for_read: Callable[[S, bytes], bytes]) -> web.StreamResponse:
+                       state: S, frames_for_read: Callable[[S, bytes], bytes],
+                       outcome: Outcome) -> web.StreamResponse:
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
 
     Faults after the headers went out end the stream with an error frame; a client that goes
     away ends it quietly (leaving the caller's ``async with`` closes the upstream request).
+    ``outcome`` learns when the first frame went out, the token counts and how the stream ended.
     """
     rid = request_id(request)
     response = await start_event_stream(request, rid)
@@ -68,8 +74,11 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
                 if state.done:
                     continue  # the end of Ollama's body: read on so its connection can be reused
                 out = frames_for_read(state, data)
+                if outcome.first_byte is None and out:
+                    outcome.first_byte = time.monotonic()
                 if state.error is not None:
                     log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                    outcome.error = "mid_stream"
                     await response.write_eof(out)
                     return response
                 if state.done:
@@ -80,15 +89,29 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
         log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
+        outcome.error = "mid_stream"
         await _end_with_error(response, exc)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream request closed", rid)
+        outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
     except Exception:
         # A bug, after the status went out: the middleware can no longer answer, so the stream
         # ends with a generic error frame (the traceback stays in the log).
         log.exception("%s stream failed", rid)
+        outcome.error = "internal"
         await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."))
+    finally:
+        count_stream_tokens(outcome, state)
     return response
+
+
+def count_stream_tokens(outcome: Outcome, state: LineState) -> None:
+    """Ollama's counts from its final line; for a stream cut short, the lines relayed so far
+    (each of Ollama's lines carries about one token; the first and last carry none)."""
+    if state.final is not None:
+        outcome.count_tokens(state.final)
+    else:
+        outcome.completion_tokens = max(0, state.lines - 1)
 
 
 async def _end_with_error(response: web.StreamResponse, error: ProxyError) -> None:

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..outcome import account
 from ..translate.completions import (
     CompletionContext,
     frames_for_read,
@@ -30,10 +31,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
     camel = config.response.keys == "camel"
     ollama = with_defaults(completion.body, limits)
-    async with request.app[ADMISSION].slot(completion.model):
+    async with (
+        request.app[ADMISSION].slot(completion.model),
+        account(request, "completions", completion.model, stream=completion.stream) as outcome,
+    ):
         if not completion.stream:
             answer = whole_answer(await client.request_json("POST", "/api/generate", ollama))
+            outcome.count_tokens(answer)
             return json_response(styled(to_completion(answer, ctx, completion.logprobs), camel))
         async with client.open("POST", "/api/generate", ollama) as upstream:
             state = new_stream(ctx, completion, camel=camel, max_line_bytes=config.upstream.max_line_bytes)
-            return await relay_stream(request, client, upstream, state, frames_for_read)
+            return await relay_stream(request, client, upstream, state, frames_for_read, outcome)

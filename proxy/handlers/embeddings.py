@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..outcome import account
 from ..translate.embeddings import from_openai, to_embedding_list
 from .common import json_response, read_json_object
 
@@ -15,7 +16,12 @@ async def embeddings(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
     embed = from_openai(body)
-    async with request.app[ADMISSION].slot(embed.model):
+    async with (
+        request.app[ADMISSION].slot(embed.model),
+        account(request, "embeddings", embed.model) as outcome,
+    ):
         data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)
+        if isinstance(data, dict):
+            outcome.count_tokens(data)
     camel = request.app[CONFIG].response.keys == "camel"
     return json_response(to_embedding_list(data, embed), camel=camel)

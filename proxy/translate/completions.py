@@ -28,7 +28,7 @@ from .fields import (
     type_name,
 )
 from .keys import camelize
-from .ndjson import DONE, frame, translate_read
+from .ndjson import DONE, final_counts, frame, translate_read
 
 __all__ = [
     "CompletionContext",
@@ -248,6 +248,8 @@ class CompletionStream:
     done: bool = False
     error: ProxyError | None = None
     tail: bytes = b""
+    lines: int = 0
+    final: dict[str, Any] | None = None
 
 
 def new_stream(
@@ -290,6 +292,7 @@ def chunks_for(state: CompletionStream, line: bytes) -> bytes:
         # for them, so they make no frame.
         return frame(_chunk(state, text, lp, None)) if text or lp else b""
     state.done = True
+    state.final = final_counts(data)
     frames = [frame(_chunk(state, text, lp, finish_reason(data.get("done_reason"), False)))]
     if state.include_usage:
         frames.append(frame(_usage_chunk(state, to_usage(data))))

@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import ProxyError, UpstreamError, to_envelope
 
-__all__ = ["DONE", "LineState", "error_frame", "frame", "translate_read"]
+__all__ = ["DONE", "LineState", "error_frame", "final_counts", "frame", "translate_read"]
 
 DONE = b"data: [DONE]\n\n"
 
@@ -28,9 +28,20 @@ class LineState(Protocol):
     error: ProxyError | None
     tail: bytes
     max_line_bytes: int
+    lines: int  # complete lines seen: a token count for a stream cut short, one add per read
+    final: dict[str, Any] | None  # Ollama's last line (done: true), with its counts and timings
 
 
 S = TypeVar("S", bound=LineState)
+
+
+_COUNTS = ("prompt_eval_count", "eval_count", "total_duration", "load_duration",
+           "prompt_eval_duration", "eval_duration")
+
+
+def final_counts(done_line: dict[str, Any]) -> dict[str, Any]:
+    """The token counts and durations of Ollama's final line (not its ``context`` array)."""
+    return {key: done_line[key] for key in _COUNTS if key in done_line}
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -50,6 +61,7 @@ def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes
     if state.tail:
         data = state.tail + data
     *lines, state.tail = data.split(b"\n")
+    state.lines += len(lines)
     out: list[bytes] = []
     limit = state.max_line_bytes
     try:

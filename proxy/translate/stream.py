@@ -24,7 +24,7 @@ import orjson
 from ..errors import ProxyError, UpstreamError
 from .chat import ResponseContext, finish_reason, to_logprobs, to_tool_calls, to_usage
 from .keys import camelize
-from .ndjson import DONE, error_frame, frame, translate_read
+from .ndjson import DONE, error_frame, final_counts, frame, translate_read
 
 __all__ = ["DONE", "StreamState", "chunks_for", "error_frame", "frame", "frames_for_read", "new_stream"]
 
@@ -46,6 +46,8 @@ class StreamState:
     done: bool = False
     error: ProxyError | None = None
     tail: bytes = b""
+    lines: int = 0
+    final: dict[str, Any] | None = None
     content_head: bytes = field(default=b"", repr=False)
     content_tail: bytes = field(default=b"", repr=False)
 
@@ -143,6 +145,7 @@ def _full_path(state: StreamState, data: dict[str, Any]) -> bytes:
         frames.append(frame(_chunk(state, delta, logprobs=to_logprobs(data.get("logprobs")))))
     if done:
         state.done = True
+        state.final = final_counts(data)
         state.usage = to_usage(data)
         reason = finish_reason(data.get("done_reason"), state.tool_calls_sent)
         frames.append(frame(_chunk(state, {}, reason=reason)))

@@ -1,0 +1,116 @@
+"""What one request to Ollama came to, told once at its end to whoever keeps account.
+
+Rate-limit settlement, usage accounting and metrics all need the same few facts about a
+finished request: who asked, for which model, how many tokens Ollama counted, how long it took
+and how it ended. Rather than each reaching into every handler, a handler holds one
+``Outcome`` for the life of its upstream call (``async with account(request, …) as outcome``),
+fills in what it learns (tokens from Ollama's final line, the time the first byte went out),
+and on exit the outcome goes to every listener in ``app[OUTCOME_LISTENERS]``: plain,
+non-blocking callables that add to in-memory state. With no listeners this costs one object
+and two clock reads per request, and nothing per streamed chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .caller import caller
+from .errors import ProxyError
+
+__all__ = ["CLIENT_CLOSED", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
+
+log = logging.getLogger("proxy.outcome")
+
+# Ollama's final-line durations (nanoseconds), kept as seconds for the listeners.
+_TIMINGS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+# Set when the client went away before the answer was complete (nginx's 499).
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True, eq=False)
+class Outcome:
+    """One request to Ollama, from admission to its end."""
+
+    endpoint: str  # "chat.completions", "completions", "embeddings", "responses", "passthrough"
+    model: str
+    key_id: str
+    stream: bool = False
+    started: float = field(default_factory=time.monotonic)
+    first_byte: float | None = None  # monotonic time the first answer byte was written
+    ended: float | None = None
+    status: int = 200  # the HTTP status the client got (499: it went away first)
+    error: str | None = None  # None, or the error code / kind that ended it
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # Ollama's count; for a cut-short stream, the lines relayed
+    timings: dict[str, float] = field(default_factory=dict)  # seconds, from Ollama's final line
+    extra: dict[str, Any] = field(default_factory=dict)  # what one listener hands another
+
+    @property
+    def duration(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def time_to_first_byte(self) -> float | None:
+        return None if self.first_byte is None else self.first_byte - self.started
+
+    def count_tokens(self, ollama_final: dict[str, Any]) -> None:
+        """Take the token counts and durations from Ollama's final line or whole answer."""
+        self.prompt_tokens = int(ollama_final.get("prompt_eval_count") or 0)
+        self.completion_tokens = int(ollama_final.get("eval_count") or 0)
+        self.timings = ollama_timings(ollama_final)
+
+
+Listener = Callable[[Outcome], None]
+OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
+
+
+def ollama_timings(final: dict[str, Any]) -> dict[str, float]:
+    """Ollama's durations in seconds, only those it sent."""
+    return {name: value / 1e9 for name in _TIMINGS if isinstance(value := final.get(name), int | float)}
+
+
+class Accounting:
+    """``async with`` one request's outcome; on exit its end is recorded and it is told.
+
+    A plain class rather than a generator context manager: it is entered on every request.
+    """
+
+    __slots__ = ("_listeners", "outcome")
+
+    def __init__(self, listeners: list[Listener], outcome: Outcome) -> None:
+        self._listeners = listeners
+        self.outcome = outcome
+
+    async def __aenter__(self) -> Outcome:
+        return self.outcome
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        _tb: object) -> None:
+        outcome = self.outcome
+        outcome.ended = time.monotonic()
+        if exc is not None:
+            if isinstance(exc, ProxyError):
+                outcome.status, outcome.error = exc.status, exc.code or exc.type
+            elif isinstance(exc, asyncio.CancelledError | ConnectionResetError):
+                outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
+            else:
+                outcome.status, outcome.error = 500, "internal"
+        for listener in self._listeners:
+            try:
+                listener(outcome)
+            except Exception:  # one broken account must not fail the request or the others
+                log.exception("outcome listener %r failed", listener)
+
+
+def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
+    """The accounting context for one request to Ollama for ``model``."""
+    outcome = Outcome(endpoint, model, caller(request).key_id, stream)
+    return Accounting(request.app[OUTCOME_LISTENERS], outcome)
