@@ -125,7 +125,9 @@ async def probe_loop(name: str, health: Health, fetch: Fetch, *, interval: float
             error = exc.message
         latency = round((time.monotonic() - started) * 1000, 1)
         changed = health.probed(version, latency, error)
-        if changed:
-            log.warning("upstream %s: %s", name, "reachable" if error is None else f"unreachable: {error}")
+        if changed and error is None:
+            log.info("upstream %s: reachable", name)
+        elif changed:
+            log.warning("upstream %s: unreachable: %s", name, error)
         on_change(changed)
         await asyncio.sleep(interval)
