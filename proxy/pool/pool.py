@@ -97,6 +97,7 @@ class Pool:
         self._admission = config.admission
         self._clock = clock
         self._turn = 0
+        self._canonical: dict[str, str] = {}
         self._affinity = (Affinity(config.routing.sticky_max_entries, config.routing.sticky_idle_ttl, clock)
                           if config.routing.sticky else None)
         self._changed = asyncio.Event()
@@ -199,8 +200,9 @@ class Pool:
         loop = asyncio.get_running_loop()
         limit = first_byte if first_byte is not None else self.config.timeouts.first_byte
         last: ProxyError | None = None
-        for server in await self._choose(model, key):
-            loads = self._dispatch(server, model)
+        servers, wanted = await self._choose(model, key)
+        for server in servers:
+            loads = self._dispatch(server, wanted)
             started = loop.time()
             try:
                 data = await server.client.request_json(method, path, body, first_byte=first_byte)
@@ -225,27 +227,48 @@ class Pool:
             return None
         return affinity_key(path, body, SESSION.get())
 
-    def _rank(self, model: str | None, key: str | None) -> tuple[list[Server], bool, bool]:
+    def _key(self, model: str | None) -> str | None:
+        """``model`` in canonical form, remembered (a client sends few distinct names)."""
+        if model is None:
+            return None
+        key = self._canonical.get(model)
+        if key is None:
+            if len(self._canonical) >= 4096:
+                self._canonical.clear()
+            key = self._canonical[model] = canonical(model)
+        return key
+
+    def _rank(self, wanted: str | None, key: str | None) -> tuple[list[Server], bool, bool]:
         """The servers to try (at most 1 + max_failovers), whether some were left out for
         being at their bound, and whether any server has the model at all."""
-        wanted = canonical(model) if model else None
-        tiers = [(s, s.tier(wanted) if wanted else Tier.ON_DISK) for s in self.servers]
-        serving = [(s, t) for s, t in tiers if t is not None]
+        now = self._clock()
+        serving: list[tuple[Server, int]] = []
+        usable: list[tuple[Server, int]] = []
+        for s in self.servers:
+            tier = s.tier(wanted) if wanted is not None else Tier.ON_DISK
+            if tier is not None:
+                serving.append((s, tier))
+                if s.health.available(now):
+                    usable.append((s, tier))
         if not serving:
             return [], False, False
-        now = self._clock()
-        usable = [serving[i] for i in eligible([s.health for s, _ in serving], now)]
+        if not usable:  # every server with the model is out: the one due back first stays
+            usable = [serving[i] for i in eligible([s.health for s, _ in serving], now)]
         candidates = [Candidate(s.name, t, s.in_flight, s.spec.weight, s.full) for s, t in usable]
         preferred = self._affinity.get(key) if self._affinity is not None and key else None
         self._turn += 1
         names = rank(candidates, self._turn, preferred)[: 1 + self.routing.max_failovers]
-        return [self.by_name[n] for n in names], any(c.full for c in candidates), True
+        if names:
+            return [self.by_name[n] for n in names], False, True
+        return [], any(c.full for c in candidates), True
 
-    async def _choose(self, model: str | None, key: str | None) -> list[Server]:
-        """The servers to try for ``model``; waits (bounded) while all that have it are full."""
-        servers, full, known = self._rank(model, key)
+    async def _choose(self, model: str | None, key: str | None) -> tuple[list[Server], str | None]:
+        """The servers to try for ``model`` and its canonical name; waits (bounded) while all
+        that have it are at their bound."""
+        wanted = self._key(model)
+        servers, full, known = self._rank(wanted, key)
         if servers:
-            return servers
+            return servers, wanted
         if not known:
             raise ModelNotFound(f"The model '{model}' does not exist.", param="model")
         admission = self._admission
@@ -253,7 +276,7 @@ class Pool:
             async with asyncio.timeout(admission.queue_timeout):
                 while not servers:
                     await self._freed.wait()
-                    servers, full, known = self._rank(model, key)
+                    servers, full, known = self._rank(wanted, key)
                     if not servers and not full:
                         raise ModelNotFound(f"The model '{model}' does not exist.", param="model")
         except TimeoutError:
@@ -261,13 +284,13 @@ class Pool:
                 f"Every server with the model is at its max_concurrent and none freed up within "
                 f"{admission.queue_timeout:g} s; retry after the indicated time.",
                 retry_after=admission.retry_after) from None
-        return servers
+        return servers, wanted
 
-    def _dispatch(self, server: Server, model: str | None) -> bool:
+    def _dispatch(self, server: Server, wanted: str | None) -> bool:
         """Count the request in flight; True when it will make the server load the model."""
         server.in_flight += 1
         SERVED_BY.set(server.name)
-        return model is not None and canonical(model) not in server.loaded
+        return wanted is not None and wanted not in server.loaded
 
     def _release(self, server: Server) -> None:
         server.in_flight -= 1
@@ -386,10 +409,10 @@ class PoolCall:
         key = pool._affinity_key(self._path, body)
         loop = asyncio.get_running_loop()
         limit = self._first_byte if self._first_byte is not None else pool.config.timeouts.first_byte
-        servers = await pool._choose(model, key)
+        servers, wanted = await pool._choose(model, key)
         last: ProxyError | None = None
         for i, server in enumerate(servers):
-            loads = pool._dispatch(server, model)
+            loads = pool._dispatch(server, wanted)
             client = server.client
             call = (client.open(self._method, self._path, body, first_byte=self._first_byte) if self._check else
                     client.send(self._method, self._path, data=self._data, headers=self._headers,

@@ -22,7 +22,7 @@ import collections
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -52,12 +52,11 @@ class Residency:
         return Tier.FULL if self.size > 0 and self.size_vram >= self.size else Tier.PARTIAL
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One server as ``rank`` sees it, for one model."""
+class Candidate(NamedTuple):
+    """One server as ``rank`` sees it, for one model (a tuple: built for every request)."""
 
     name: str
-    tier: int  # a ``Tier``; None-like absence is expressed by leaving the server out
+    tier: int  # a ``Tier``; a server that cannot serve the model is left out altogether
     in_flight: int = 0
     weight: int = 1
     full: bool = False  # at its max_concurrent
@@ -69,15 +68,19 @@ def rank(candidates: Sequence[Candidate], turn: int, preferred: str | None = Non
     ``preferred`` (the sticky server) goes first when it is among them. ``turn`` picks which
     of the best exact ties leads, each tie taking ``weight`` turns in a cycle.
     """
-    usable = [c for c in candidates if not c.full]
+    usable = sorted((c for c in candidates if not c.full), key=_order)
     if not usable:
         return []
-    usable.sort(key=_order)
     best = _order(usable[0])
-    ties = [c for c in usable if _order(c) == best]
-    if len(ties) > 1:
-        cycle = [c for c in ties for _ in range(c.weight)]
-        lead = cycle[turn % len(cycle)]
+    ties = 1
+    while ties < len(usable) and _order(usable[ties]) == best:
+        ties += 1
+    if ties > 1:
+        group = usable[:ties]
+        if all(c.weight == 1 for c in group):
+            lead = group[turn % ties]
+        else:
+            lead = [c for c in group for _ in range(c.weight)][turn % sum(c.weight for c in group)]
         usable.remove(lead)
         usable.insert(0, lead)
     names = [c.name for c in usable]
