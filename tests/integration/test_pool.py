@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from proxy.appkeys import CLIENT
+from proxy.outcome import OUTCOME_LISTENERS, Outcome
 from proxy.pool import Pool
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
@@ -329,3 +330,13 @@ async def test_a_single_server_is_used_directly_with_no_background_calls(
     host = fake_ollama.url.removeprefix("http://")
     assert served == host
     assert set(fake_ollama.counts) == {"/api/chat"}  # no probes, no /api/tags, no /api/ps
+
+
+async def test_the_outcome_names_the_server_that_answered(app_factory: AppFactory, fakes: Fakes) -> None:
+    url, app, _ = await start_pool(app_factory, fakes)
+    seen: list[Outcome] = []
+    app[OUTCOME_LISTENERS].append(seen.append)
+    async with sdk(url) as client:
+        await chat(client, "qwen3:8b")
+        await client.embeddings.create(model="nomic-embed-text", input="hi")
+    assert [(o.endpoint, o.extra["upstream"]) for o in seen] == [("chat.completions", "a"), ("embeddings", "b")]
