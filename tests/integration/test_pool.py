@@ -144,6 +144,24 @@ async def test_stickiness_sends_a_session_back_to_its_server(app_factory: AppFac
     assert len(others) > 1  # other sessions still spread
 
 
+async def test_stickiness_sends_a_conversation_back_by_its_first_turn(app_factory: AppFactory, fakes: Fakes) -> None:
+    for fake in fakes.values():
+        fake.load(LLAMA)
+    url, _, _ = await start_pool(app_factory, fakes, sticky=True)
+    body: dict[str, Any] = {"model": "llama3.2", "stream": False}
+    firsts, seconds = [], []
+    async with aiohttp.ClientSession() as session:
+        for i in range(4):
+            turn1 = [{"role": "system", "content": "brief"}, {"role": "user", "content": f"question {i}"}]
+            turn2 = [*turn1, {"role": "assistant", "content": "answer"}, {"role": "user", "content": "and?"}]
+            for messages, served in ((turn1, firsts), (turn2, seconds)):
+                async with session.post(url + "/v1/chat/completions", json={**body, "messages": messages}) as r:
+                    assert r.status == 200
+                    served.append(r.headers["X-Upstream"])
+    assert seconds == firsts  # each second turn where its first went
+    assert len(set(firsts)) > 1  # while conversations spread
+
+
 async def test_a_request_that_loads_a_model_refreshes_discovery_at_once(
         app_factory: AppFactory, fakes: Fakes) -> None:
     url, _, pool = await start_pool(app_factory, fakes, discovery_interval=300.0)  # no regular poll
