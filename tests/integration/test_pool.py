@@ -178,7 +178,7 @@ async def test_a_killed_server_costs_no_request_and_is_used_again_after_its_back
     for fake in fakes.values():
         fake.load(LLAMA)
     # Probes far apart: only the requests themselves find out that "b" is gone.
-    url, _, pool = await start_pool(app_factory, fakes, probe_interval=60.0)
+    url, _, pool = await start_pool(app_factory, fakes, probe_interval=60.0, eject_base=1.0, eject_max=2.0)
     for name in fakes:
         await loaded_on(pool, name, LLAMA)
     b = pool.by_name["b"]
@@ -187,7 +187,7 @@ async def test_a_killed_server_costs_no_request_and_is_used_again_after_its_back
         served = [await chat(client) for _ in range(9)]  # none fails: "b" refuses, the next serves
         served += await asyncio.gather(*(chat(client) for _ in range(9)))
         assert "b" not in served and len(served) == 18
-        assert b.health.ejections == 1 and b.in_flight == 0  # its turns failed over, then it was out
+        assert b.health.ejections >= 1 and b.in_flight == 0  # its turns failed over, then it was out
         before = chats(fakes["b"])
         await fakes["b"].start()  # back, on the same port
         await pool.wait_for(lambda: b.health.available(time.monotonic()), WAIT)  # after the back-off
