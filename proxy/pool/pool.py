@@ -248,7 +248,8 @@ class Pool:
             tier = s.tier(wanted) if wanted is not None else Tier.ON_DISK
             if tier is not None:
                 serving.append((s, tier))
-                if s.health.available(now):
+                health = s.health
+                if health.reachable is not False and now >= health.ejected_until:  # Health.available
                     usable.append((s, tier))
         if not serving:
             return [], False, False
@@ -299,7 +300,9 @@ class Pool:
             event.set()
 
     def _served(self, server: Server, loads: bool, key: str | None) -> None:
-        server.health.success()
+        health = server.health
+        if health.failures or health.ejections:
+            health.success()
         if loads:
             server.wake.set()  # the model is loaded now: read /api/ps instead of waiting
         if key is not None and self._affinity is not None:

@@ -358,3 +358,20 @@ async def test_the_outcome_names_the_server_that_answered(app_factory: AppFactor
         await chat(client, "qwen3:8b")
         await client.embeddings.create(model="nomic-embed-text", input="hi")
     assert [(o.endpoint, o.extra["upstream"]) for o in seen] == [("chat.completions", "a"), ("embeddings", "b")]
+
+
+async def test_the_passthrough_fails_over_a_503_before_relaying(app_factory: AppFactory, fakes: Fakes) -> None:
+    for fake in fakes.values():
+        fake.load(LLAMA)
+    fakes["a"].busy = True
+    upstreams = [{"name": name, "base_url": fake.url} for name, fake in fakes.items()]
+    url, app = await app_factory({"upstreams": upstreams, "routing": FAST, "passthrough": {"enabled": True}})
+    pool = app[CLIENT]
+    await pool.wait_for(lambda: all(LLAMA in s.loaded for s in pool.servers), WAIT)
+    body = {"model": "llama3.2", "messages": USER, "stream": False}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(6):
+            async with session.post(url + "/api/chat", json=body) as response:
+                assert response.status == 200 and response.headers["X-Upstream"] in ("b", "c")
+                assert (await response.json())["done"] is True
+    assert chats(fakes["a"]) >= 1 and chats(fakes["b"]) + chats(fakes["c"]) == 6
