@@ -330,8 +330,9 @@ class Pool:
 
     async def _tags_union(self) -> dict[str, Any]:
         """Every server's ``/api/tags``, merged: each model once (the first server's entry)."""
-        now = self._clock()
-        servers = [self.servers[i] for i in eligible([s.health for s in self.servers], now)]
+        # Every server that answers its probe, ejected or not: ejection is about traffic, and
+        # a model whose only server is ejected is still routed to it (the one due back first).
+        servers = [s for s in self.servers if s.health.reachable is not False] or self.servers
         results = await asyncio.gather(*(s.client.request_json("GET", "/api/tags") for s in servers),
                                        return_exceptions=True)
         merged: dict[str, dict[str, Any]] = {}
