@@ -316,11 +316,12 @@ class Pool:
         if exc.status < 500 or not isinstance(exc, UpstreamError):
             return False  # the client's fault (never ejects), or the proxy's own refusal
         self._failed(server)
-        if isinstance(exc, UpstreamTimeout):
-            # The first-byte deadline fires at ``first_byte`` seconds; a time-out before it can
-            # only be the connect time-out, which is worth another server. A slow model is not.
-            return elapsed < first_byte
-        return True
+        # The first-byte deadline fires at ``first_byte`` seconds; a time-out before it can only
+        # be the connect time-out, which is worth another server. A slow model is not.
+        moves_on = not isinstance(exc, UpstreamTimeout) or elapsed < first_byte
+        if moves_on:
+            log.info("upstream %s failed before answering (%s); trying the next server", server.name, exc.message)
+        return moves_on
 
     def _failed(self, server: Server) -> None:
         if server.health.failure(self._clock(), self.policy):
