@@ -242,6 +242,13 @@ class Upstream(asyncio.Protocol):
                 b'"size":1,"digest":"0","details":{}}]}',
                 self.keep_alive,
             )
+        elif path == "/api/ps" and method == "GET":  # "bench" loaded, all of it in VRAM
+            self._simple(
+                b"200 OK",
+                b'{"models":[{"name":"bench","model":"bench","size":1,"size_vram":1,'
+                b'"digest":"0","details":{},"expires_at":"2099-01-01T00:00:00Z"}]}',
+                self.keep_alive,
+            )
         elif path == "/" and method in ("GET", "HEAD"):
             self._simple(
                 b"200 OK", b"Ollama is running", self.keep_alive, b"text/plain; charset=utf-8"

@@ -39,11 +39,11 @@ PY = sys.executable
 
 TARGETS = ("passthrough", "naive", "proxy")
 LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy"}
-ROWS = ("nonstream", "one_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
+ROWS = ("nonstream", "pool2", "one_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
 PHASES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("flat", 0.0, ("nonstream", "one_stream", "streams200", "ttft", "ttfb")),
+    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "streams200", "ttft", "ttfb")),
     ("paced", 20.0, ("paced_cpu",)),
     ("hold", 1000.0, ("rss",)),
 )
@@ -227,9 +227,10 @@ class Config:
         self.wait_ready(proc, 15.0)
         return proc
 
-    def start_target(self, name: str, upstream_port: int) -> Proc:
+    def start_target(self, name: str, upstream_port: int, url: str | None = None) -> Proc:
+        """``url`` (default: the upstream's) may list several, comma-separated: a pool."""
         port = free_port()
-        url = f"http://{LOOPBACK}:{upstream_port}"
+        url = url or f"http://{LOOPBACK}:{upstream_port}"
         env = {"OLLAMA_BASE_URL": url}
         if name == "proxy":
             if self.proxy_cmd:
@@ -358,6 +359,12 @@ def params(quick: bool) -> dict[str, dict[str, Any]]:
             "warmup": 0.3 if q else 1.0,
             "duration": 1.0 if q else 5.0,
         },
+        "pool2": {
+            "conns": 50,
+            "max_tokens": 10,
+            "warmup": 0.3 if q else 1.0,
+            "duration": 0.8 if q else 4.0,
+        },
         "ttft": {"count": 100 if q else 500, "warmup_count": 20 if q else 50, "max_tokens": 4},
         "ttfb": {"conns": 200, "rounds": 2 if q else 5, "max_tokens": 100},
         "paced_cpu": {
@@ -449,6 +456,8 @@ def measure(
             str(p["establish_s"]),
         ]
         return cfg.loadgen("hold", port, args, pids, aux, api, 130)
+    if row == "pool2":
+        return measure(cfg, "nonstream", p, eps, pids, aux)
     raise ValueError(row)
 
 
@@ -458,6 +467,9 @@ def value_of(row: str, raw: dict[str, Any]) -> Any:
         return None
     if row == "nonstream":
         return raw.get("req_per_s")
+    if row == "pool2":
+        one, two = raw.get("one_req_per_s"), raw.get("req_per_s")
+        return {"one": one, "two": two} if one and two else None
     if row in ("one_stream", "streams200"):
         return raw.get("tokens_per_s")
     if row == "paced_cpu":
@@ -479,6 +491,7 @@ def value_of(row: str, raw: dict[str, Any]) -> Any:
 
 TARGET_TEXT = {
     "nonstream": "≥ 0.7×bytes-only",
+    "pool2": "≥ 0.95×pool of 1",
     "one_stream": "≥ 0.40",
     "streams200": "≥ 0.60",
     "paced_cpu": "≤ 1.25",
@@ -488,6 +501,7 @@ TARGET_TEXT = {
 }
 TITLE = {
     "nonstream": "non-stream req/s (ratio vs direct)",
+    "pool2": "non-stream req/s, pool of 2 / pool of 1",
     "one_stream": "1 stream, chunks/s (vs bytes-only)",
     "streams200": "200 streams, chunks/s (vs bytes-only)",
     "paced_cpu": "paced 20ms: CPU µs/chunk (vs bytes-only)",
@@ -534,6 +548,10 @@ def compute(row: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     verdict = "-"
     if px is None:
         return vals, ratios, "n/a" if "proxy" not in values else "no data"
+    if row == "pool2":  # routing over two servers against the same proxy with one
+        r = px["two"] / px["one"]
+        ratios["proxy"] = r
+        return vals, ratios, f"{'PASS' if r >= 0.95 else 'MISS'} ({r:.2f}×pool of 1)"
     if row in RATIO_TARGET:
         lim, op = RATIO_TARGET[row]
         if bo:
@@ -570,6 +588,8 @@ def fmt_num(row: str, v: Any) -> str:
         return "–"
     if row == "rss":
         return "/".join(f"{v[k]:.0f}" for k in v)
+    if row == "pool2":
+        return f"{v['two']:.0f}/{v['one']:.0f}"
     if row in ("nonstream", "one_stream", "streams200"):
         return f"{v / 1000:.1f}k" if v >= 10000 else f"{v:.0f}"
     if row == "paced_cpu":
@@ -930,6 +950,9 @@ def run_phase(
                 except TargetFailed as e:
                     errors.append(f"{phase}: {e}")
         for row in rows:
+            if row == "pool2":
+                measure_pool2(cfg, up, procs, p[row], raws[row], errors)
+                continue
             order = (["direct"] if row in WITH_DIRECT else []) + targets
             if row in INTERLEAVED:
                 eps = [("direct", "ollama", up.port)] + [
@@ -976,6 +999,46 @@ def run_phase(
     finally:
         for proc in procs.values():
             cfg.stop(proc)
+
+
+def measure_pool2(cfg: Config, up: Proc, procs: dict[str, Proc], p: dict[str, Any],
+                  raws: dict[str, Any], errors: list[str]) -> None:
+    """The proxy over two upstreams (``OLLAMA_BASE_URL`` listing both) against the same proxy
+    over one, non-streaming, taking turns (one, two, one, two) so a slow spell hits both alike.
+    Both upstreams report the model loaded in full, so every request is ranked, counted in
+    flight and spread round-robin: the whole cost of routing."""
+    single = procs.get("proxy")
+    if single is None:
+        return
+    up2 = cfg.start_upstream(0.0)
+    try:
+        pool = cfg.start_target("proxy", up.port, f"http://{LOOPBACK}:{up.port},http://{LOOPBACK}:{up2.port}")
+    except TargetFailed as e:
+        cfg.stop(up2)
+        errors.append(f"pool2: {e}")
+        return
+    try:
+        rates: dict[str, list[float]] = {"one": [], "two": []}
+        last: dict[str, Any] = {}
+        for turn in ("one", "two", "one", "two"):
+            proc = single if turn == "one" else pool
+            aux = [up.pid] + ([up2.pid] if turn == "two" else [])
+            print(f"  {'pool2':<11s} {turn:<10s} ...", end="", flush=True)
+            t0 = time.monotonic()
+            raw = measure_retrying(cfg, "pool2", p, [("proxy", "openai", proc.port)], [proc.pid], aux, "proxy")
+            v = raw.get("req_per_s")
+            if isinstance(v, (int, float)):
+                rates[turn].append(float(v))
+            if turn == "two":
+                last = raw
+            print(f" {v if v is None else round(v)}{flags(raw)}  ({time.monotonic() - t0:.1f}s)", flush=True)
+        if rates["one"] and rates["two"]:
+            last["one_req_per_s"] = sum(rates["one"]) / len(rates["one"])
+            last["req_per_s"] = sum(rates["two"]) / len(rates["two"])
+        raws["proxy"] = last
+    finally:
+        cfg.stop(pool)
+        cfg.stop(up2)
 
 
 def measure_retrying(

@@ -18,7 +18,7 @@ from .handlers.passthrough import passthrough
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
 from .outcome import OUTCOME_LISTENERS
-from .upstream import OllamaClient
+from .pool import Pool, expose_upstream, session_affinity
 from .validate import Validator
 
 __all__ = ["create_app"]
@@ -37,6 +37,10 @@ def create_app(config: Config) -> web.Application:
     app[ADMISSION] = Admission(config.admission)
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     app.cleanup_ctx.append(_ollama_client)
+    if config.routing.expose_upstream:
+        app.on_response_prepare.append(expose_upstream)  # X-Upstream, also on a stream's headers
+    if config.routing.sticky:
+        app.middlewares.append(session_affinity)  # X-Session-Id for the pool's stickiness
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
     app.cleanup_ctx.append(model_catalog_ctx)
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -53,8 +57,9 @@ def create_app(config: Config) -> web.Application:
 
 
 async def _ollama_client(app: web.Application) -> AsyncIterator[None]:
-    """One shared connection pool for the app's life, closed on shutdown."""
-    client = OllamaClient(app[CONFIG].upstream)
+    """The pool of Ollama servers (one connection pool each) for the app's life."""
+    client = Pool(app[CONFIG])
     app[CLIENT] = client
+    client.start()  # with two or more servers: probes and discovery in the background
     yield
     await client.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config
+from .config import Config, pool_servers
 from .validate import Validator
 
 __all__ = ["describe"]
@@ -40,7 +40,22 @@ def describe(config: Config, source: str | None = None) -> str:
     if config.admission.models:
         lines += _table("admission.models", {_value(k): v for k, v in config.admission.models.items()})
     lines += _table("upstream.timeouts", _fields(config.upstream.timeouts))
+    lines += _pool(config)
     return "\n".join(lines)
+
+
+def _pool(config: Config) -> list[str]:
+    """The servers requests go to (each named), and how they are placed on them."""
+    servers = pool_servers(config)
+    lines = [f"# The pool: {len(servers)} Ollama server{'s' if len(servers) > 1 else ''}"
+             + ("" if len(servers) > 1 else " (used directly: no probes, no discovery)"), ""]
+    for server in servers:
+        lines.append("[[upstreams]]")
+        lines += [f"{k} = {_value(v)}" for k, v in _fields(server).items()]
+        lines.append("")
+    if len(servers) > 1:
+        lines += _table("routing", _fields(config.routing))
+    return lines
 
 
 def _fields(section: Any, skip: str = "") -> dict[str, Any]:

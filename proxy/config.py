@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -30,10 +31,13 @@ __all__ = [
     "ModelsConfig",
     "PassthroughConfig",
     "ResponseConfig",
+    "RoutingConfig",
     "ServerConfig",
     "Timeouts",
     "UpstreamConfig",
+    "UpstreamServer",
     "load_config",
+    "pool_servers",
 ]
 
 
@@ -240,6 +244,50 @@ class PassthroughConfig:
     )
 
 
+# A server's name goes out in the X-Upstream header and into logs: a safe token only.
+_SERVER_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@dataclass(frozen=True)
+class UpstreamServer:
+    """``[[upstreams]]``: one Ollama server of the pool (``proxy/pool/``).
+
+    ``weight`` scales its share among equals (in-flight count divided by it, and its turns in
+    round-robin); ``max_concurrent`` bounds this proxy's requests in flight to it (0: no
+    bound); ``models`` are globs of the models it may serve (empty: whatever it reports).
+    The ``[upstream]`` time-outs and limits apply to every server.
+    """
+
+    name: str = checked("", lambda v: v == "" or _SERVER_NAME.fullmatch(v) is not None,
+                        "1-64 of A-Z a-z 0-9 . _ : - (it is sent in the X-Upstream header)")
+    base_url: str = ""
+    weight: int = checked(1, lambda v: 1 <= v <= 1000, "between 1 and 1000")
+    max_concurrent: int = checked(0, lambda v: v >= 0, ">= 0 (0 means no bound)")
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How requests are placed on the pool's servers, and how servers are watched.
+
+    Only a pool of two or more servers is watched: a single server is used as it always was,
+    with no background calls at all.
+    """
+
+    sticky: bool = False  # conversation prefix / X-Session-Id go back to their last server
+    sticky_max_entries: int = checked(10_000, _positive, "> 0")
+    sticky_idle_ttl: float = checked(600.0, _positive, "> 0")
+    expose_upstream: bool = True  # the X-Upstream header on every answer
+    max_failovers: int = checked(2, lambda v: 0 <= v <= 10, "between 0 and 10")
+    discovery_interval: float = checked(5.0, _positive, "> 0")  # /api/tags + /api/ps per server
+    discovery_timeout: float = checked(5.0, _positive, "> 0")
+    probe_interval: float = checked(5.0, _positive, "> 0")  # active GET /api/version per server
+    probe_timeout: float = checked(2.0, _positive, "> 0")
+    eject_after: int = checked(3, lambda v: v >= 1, ">= 1")  # consecutive failures
+    eject_base: float = checked(10.0, _positive, "> 0")  # first ejection; doubles on each repeat
+    eject_max: float = checked(300.0, _positive, "> 0")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the default with no file."""
@@ -253,6 +301,8 @@ class Config:
     health: HealthConfig = HealthConfig()
     models: ModelsConfig = ModelsConfig()
     passthrough: PassthroughConfig = PassthroughConfig()
+    upstreams: tuple[UpstreamServer, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -268,12 +318,43 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     config = build(Config, data, "")
+    if config.upstreams and "base_url" in (data.get("upstream") or {}):
+        raise ConfigError("upstream.base_url: give either [upstream] base_url or [[upstreams]], not both")
     base_url = env.get("OLLAMA_BASE_URL")
     if base_url:
-        upstream = dataclasses.replace(config.upstream, base_url=base_url)
-        config = dataclasses.replace(config, upstream=upstream)
+        # The environment replaces the file's servers: one URL, or a comma-separated pool.
+        urls = [u.strip() for u in base_url.split(",") if u.strip()]
+        upstream = dataclasses.replace(config.upstream, base_url=urls[0] if urls else base_url)
+        pool = tuple(UpstreamServer(base_url=u) for u in urls) if len(urls) > 1 else ()
+        config = dataclasses.replace(config, upstream=upstream, upstreams=pool)
     _check_url(config.upstream.base_url, "upstream.base_url (or OLLAMA_BASE_URL)")
+    _check_pool(config)
     return config
+
+
+def pool_servers(config: Config) -> tuple[UpstreamServer, ...]:
+    """The servers of the pool, each named: ``[[upstreams]]``, else ``[upstream]`` alone.
+
+    A server without a name is called by its ``host:port``.
+    """
+    servers = config.upstreams or (UpstreamServer(base_url=config.upstream.base_url),)
+    return tuple(s if s.name else dataclasses.replace(s, name=_host_port(s.base_url)) for s in servers)
+
+
+def _host_port(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]  # no credentials in a name
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", host)[:64] or "upstream"
+
+
+def _check_pool(config: Config) -> None:
+    names: set[str] = set()
+    for i, server in enumerate(config.upstreams):
+        _check_url(server.base_url, f"upstreams[{i}].base_url")
+    for i, server in enumerate(pool_servers(config)):
+        if server.name in names:
+            raise ConfigError(f"upstreams[{i}].name: {server.name!r} names two servers; names must be unique")
+        names.add(server.name)
 
 
 def _check_url(url: str, key: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import ModelsConfig
 from .errors import ProxyError
+from .pool import Pool
 from .translate.models import ShowInfo, from_show, tag_entries
 from .upstream import OllamaClient
 
@@ -27,7 +28,7 @@ log = logging.getLogger("proxy.models")
 class ModelCatalog:
     """The models Ollama has, each with its (cached) ``/api/show`` details."""
 
-    def __init__(self, client: OllamaClient, config: ModelsConfig) -> None:
+    def __init__(self, client: OllamaClient | Pool, config: ModelsConfig) -> None:
         self._client = client
         self._timeout = config.show_timeout
         self._limit = asyncio.Semaphore(config.show_concurrency)

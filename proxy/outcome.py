@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .caller import caller
 from .errors import ProxyError
+from .pool import SERVED_BY
 
 __all__ = ["CLIENT_CLOSED", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
 
@@ -96,6 +97,9 @@ class Accounting:
                         _tb: object) -> None:
         outcome = self.outcome
         outcome.ended = time.monotonic()
+        upstream = SERVED_BY.get()
+        if upstream is not None:  # which server of the pool answered, for per-server accounts
+            outcome.extra.setdefault("upstream", upstream)
         if exc is not None:
             if isinstance(exc, ProxyError):
                 outcome.status, outcome.error = exc.status, exc.code or exc.type

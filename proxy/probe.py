@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .errors import ProxyError
+from .pool import Pool
 from .translate.keys import camelize
 from .upstream import OllamaClient
 
@@ -123,7 +124,7 @@ class HealthProbe:
                 pass  # the cancellation we asked for
 
 
-def ollama_version(client: OllamaClient, timeout: float) -> Fetch:
+def ollama_version(client: OllamaClient | Pool, timeout: float) -> Fetch:
     """The upstream check: Ollama's ``GET /api/version``, its ``version`` string."""
 
     async def fetch() -> str:

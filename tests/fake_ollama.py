@@ -25,6 +25,8 @@ DEFAULT_MODELS = ["llama3.2:latest", "qwen3:8b", "hf.co/org/repo:Q4_K_M", "nomic
 VERSION = "0.12.6"
 GARBAGE_LINE = b"this is not json\n"
 DEFAULT_STREAM_ERROR = "an error was encountered while running the model"
+# Ollama's answer when its queue (OLLAMA_MAX_QUEUE) is full: 503 at once (server/sched.go).
+BUSY_ERROR = "server busy, please try again.  maximum pending requests exceeded"
 _HANG, _DIE = object(), object()  # plan sentinels
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY = web.RequestKey("fake_ollama_body", object)
@@ -187,6 +189,8 @@ class FakeOllama:
         self.stream_closed = asyncio.Event()
         self.stream_started = asyncio.Event()  # extra: set when a chat/generate reply begins
         self.loaded: dict[str, float] = {}  # model -> last use, for /api/ps
+        self.vram: dict[str, int] = {}  # model -> size_vram when only part is in VRAM
+        self.busy = False  # chat/generate/embed answer 503 at once (Ollama's full queue)
         self._replies: collections.deque[Reply] = collections.deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -203,6 +207,15 @@ class FakeOllama:
         fam, psize, quant, size, caps, ctx, emb, params = _PROFILES[key]
         self.models[low] = _Model(disp, fam, psize, quant, size, list(capabilities or caps), ctx,
                                   emb, params, hashlib.sha256(low.encode()).hexdigest())
+
+    def load(self, name: str, size_vram: int | None = None) -> None:
+        """Marks a model loaded for /api/ps; ``size_vram`` below its size: partly in VRAM."""
+        key = _display(name).lower()
+        self.loaded[key] = time.time()
+        if size_vram is None:
+            self.vram.pop(key, None)
+        else:
+            self.vram[key] = size_vram
 
     def remove_model(self, name: str) -> None:
         self.models.pop(_display(name).lower(), None)
@@ -276,6 +289,8 @@ class FakeOllama:
             request[_BODY_ERROR] = error
         self.requests.append((request.path, body if isinstance(body, dict) else {}))
         self.counts[request.path] += 1
+        if self.busy and request.path in ("/api/chat", "/api/generate", "/api/embed"):
+            return _error(503, BUSY_ERROR)
         try:
             return await handler(request)
         except _Fail as fail:
@@ -327,7 +342,7 @@ class FakeOllama:
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
         return _json({"models": [
             {"name": m.name, "model": m.name, "size": m.size, "digest": m.digest,
-             "details": self._details(m), "expires_at": expires, "size_vram": m.size,
+             "details": self._details(m), "expires_at": expires, "size_vram": self.vram.get(key, m.size),
              "context_length": 4096}
             for key, m in self.models.items() if key in self.loaded]})
 

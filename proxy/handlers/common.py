@@ -15,6 +15,7 @@ from ..errors import InvalidRequest, ProxyError, UpstreamError
 from ..ids import new_id
 from ..middleware import request_id
 from ..outcome import CLIENT_CLOSED, Outcome
+from ..pool import Pool
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
@@ -57,7 +58,7 @@ def whole_answer(data: Any) -> dict[str, Any]:
     return data
 
 
-async def relay_stream(request: web.Request, client: OllamaClient, upstream: aiohttp.ClientResponse,
+async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
                        state: S, frames_for_read: Callable[[S, bytes], bytes],
                        outcome: Outcome) -> web.StreamResponse:
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.

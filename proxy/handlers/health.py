@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 from ..appkeys import CLIENT, CONFIG, PROBE
-from ..probe import HealthProbe, ollama_version
+from ..pool import Pool
+from ..probe import HealthProbe, ProbeResult, ollama_version
+from ..translate.keys import camelize
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
 
@@ -40,7 +43,8 @@ async def health_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     """The shared probe for the app's life (after the Ollama client; closed before it)."""
     config = app[CONFIG]
     health = config.health
-    probe = HealthProbe(
+    pool = app[CLIENT]
+    probe = PoolProbe(pool, camel=config.response.keys == "camel") if pool.single is None else HealthProbe(
         ollama_version(app[CLIENT], health.timeout),
         interval=health.interval,
         timeout=health.timeout,
@@ -49,3 +53,30 @@ async def health_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROBE] = probe
     yield
     await probe.close()
+
+
+class PoolProbe(HealthProbe):
+    """Readiness of a pool of servers, from what its background probes last saw.
+
+    Ready (200) while at least one server answers ``/api/version``; the body lists every
+    server: reachable, version, probe latency, whether it takes requests now (not ejected),
+    requests in flight, and its loaded models with ``size_vram``/``size`` and ``expires_at``.
+    No probe of the proxy calls Ollama: the pool probes each server on its own clock.
+    """
+
+    def __init__(self, pool: Pool, *, camel: bool) -> None:
+        routing = pool.routing
+        super().__init__(ollama_version(pool, routing.probe_timeout), interval=0,
+                         timeout=routing.probe_timeout, camel=camel)
+        self._pool = pool
+
+    async def check(self) -> ProbeResult:
+        pool = self._pool
+        await pool.first_probes(pool.routing.probe_timeout + 1)  # at start-up only
+        ready, servers = pool.report()
+        body: dict[str, object] = {"status": "ok" if ready else "unavailable"}
+        if not ready:
+            body["reason"] = "No Ollama server of the pool answers."
+        body["upstreams"] = servers
+        raw = orjson.dumps(camelize(body) if self._camel else body)
+        return ProbeResult(ready, 200 if ready else 503, raw, 0.0)

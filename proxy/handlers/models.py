@@ -9,6 +9,7 @@ into the same id.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,10 @@ async def list_models(request: web.Request) -> web.Response:
     # Only what a client may use is listed: the allowed/denied model gates apply here too.
     entries = [tag for tag in await catalog.tags() if validator.allows(model_id(tag))]
     listed = await catalog.with_details(entries, prune=True)
-    return json_response(to_model_list(listed), camel=request.app[CONFIG].response.keys == "camel")
+    models = to_model_list(listed)
+    for model in models["data"]:
+        _place(request, model)
+    return json_response(models, camel=request.app[CONFIG].response.keys == "camel")
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
@@ -36,8 +40,17 @@ async def retrieve_model(request: web.Request) -> web.Response:
     tag = find_tag(await catalog.tags(), wanted)
     if tag is None or not request.app[VALIDATOR].allows(model_id(tag)):
         raise ModelNotFound(f"The model '{wanted}' does not exist.", param="model")
-    model = to_model(tag, await catalog.details(tag))
+    model = _place(request, to_model(tag, await catalog.details(tag)))
     return json_response(model, camel=request.app[CONFIG].response.keys == "camel")
+
+
+def _place(request: web.Request, model: dict[str, Any]) -> dict[str, Any]:
+    """With several servers: ``upstreams``, which have the model and which have it loaded
+    (an extra field, which OpenAI clients ignore)."""
+    placement = request.app[CLIENT].placement(model["id"])
+    if placement is not None:
+        model["upstreams"] = placement
+    return model
 
 
 async def model_catalog_ctx(app: web.Application) -> AsyncIterator[None]:
