@@ -1,0 +1,401 @@
+"""The Responses API end to end: the official OpenAI SDK → the proxy on a real port → the
+stand-in Ollama on another. Stored responses use the in-memory records (the store's database
+implements the same three methods)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from openai.types.responses import Response, ResponseItemList
+
+from proxy.app import create_app
+from proxy.caller import CALLER, Caller
+from proxy.responses_store import RESPONSE_RECORDS, MemoryResponseRecords, StoreMode
+from tests.conftest import make_config
+from tests.fake_ollama import FakeOllama, Reply, ToolCall
+
+WEATHER = {
+    "type": "function", "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+
+Start = Callable[..., Awaitable[tuple[openai.AsyncOpenAI, str]]]
+
+
+@web.middleware
+async def key_from_header(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Test-only stand-in for the access layer: the caller named by a header."""
+    key = request.headers.get("X-Test-Key")
+    if key:
+        request[CALLER] = Caller(key)
+    return await handler(request)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def start(fake_ollama: FakeOllama) -> AsyncIterator[Start]:
+    """``await start(records)`` → (SDK client, base URL) of a proxy with those records (None: store off)."""
+    servers: list[TestServer] = []
+    clients: list[openai.AsyncOpenAI] = []
+
+    async def go(records: MemoryResponseRecords | None = None, toml: dict[str, Any] | None = None,
+                 key: str | None = None) -> tuple[openai.AsyncOpenAI, str]:
+        app = create_app(make_config(fake_ollama.url, toml))
+        app.middlewares.append(key_from_header)
+        if records is not None:
+            app[RESPONSE_RECORDS] = records
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        url = f"http://127.0.0.1:{server.port}"
+        headers = {"X-Test-Key": key} if key else None
+        sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, default_headers=headers)
+        clients.append(sdk)
+        return sdk, url
+
+    yield go
+    for sdk in clients:
+        await sdk.close()
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def stored(start: Start) -> tuple[openai.AsyncOpenAI, MemoryResponseRecords]:
+    records = MemoryResponseRecords()
+    sdk, _ = await start(records)
+    return sdk, records
+
+
+def chat_bodies(fake: FakeOllama) -> list[dict[str, Any]]:
+    return [body for path, body in fake.requests if path == "/api/chat"]
+
+
+def normalized(response: Response) -> dict[str, Any]:
+    """A response without what differs between two requests for the same answer."""
+    data = response.model_dump(exclude_none=True)
+    for key in ("id", "created_at", "completed_at"):
+        data.pop(key, None)
+    for item in data["output"]:
+        item.pop("id", None)
+        item.pop("call_id", None)
+        for part in item.get("content") or ():
+            part.pop("parsed", None)
+        item.pop("parsed_arguments", None)
+    return data
+
+
+async def raw_json(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.request(method, url + path, json=body) as response:
+        return response.status, await response.json()
+
+
+# ---- stateless --------------------------------------------------------------------------------
+
+
+async def test_text_reply_maps_request_output_and_usage(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, url = await start()
+    fake_ollama.push(Reply(content="Bonjour à tous 👋", prompt_eval_count=7, eval_count=5))
+    response = await sdk.responses.create(
+        model="llama3.2", input="hi", instructions="Be brief.", max_output_tokens=50, temperature=0.2,
+        top_p=0.9, metadata={"ticket": "42"}, parallel_tool_calls=True,
+    )
+    assert response.id.startswith("resp_") and response.object == "response"
+    assert response.status == "completed" and response.output_text == "Bonjour à tous 👋"
+    (message,) = response.output
+    assert message.type == "message" and message.id.startswith("msg_") and message.status == "completed"
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (7, 5, 12)
+    assert response.instructions == "Be brief." and response.metadata == {"ticket": "42"}
+    assert (response.temperature, response.top_p, response.max_output_tokens) == (0.2, 0.9, 50)
+    assert response.store is False  # no store on this proxy
+    sent = chat_bodies(fake_ollama)[-1]
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert sent["options"] == {"temperature": 0.2, "top_p": 0.9, "num_predict": 50}
+    assert sent["stream"] is False
+    # The body validates strictly against the SDK's own model, not just its lenient parse.
+    status, raw = await raw_json(url, "POST", "/v1/responses", {"model": "llama3.2", "input": "hi"})
+    assert status == 200
+    Response.model_validate(raw)
+
+
+async def test_json_schema_format_reaches_ollama_and_parses(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    fake_ollama.push(Reply(chunks=['{"city": ', '"Paris"}']))
+    response = await sdk.responses.create(
+        model="llama3.2", input="where?",
+        text={"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}},
+    )
+    assert json.loads(response.output_text) == {"city": "Paris"}
+    assert chat_bodies(fake_ollama)[-1]["format"] == schema
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+    fake_ollama.push(Reply(content="{}"))
+    await sdk.responses.create(model="llama3.2", input="x", text={"format": {"type": "json_object"}})
+    assert chat_bodies(fake_ollama)[-1]["format"] == "json"
+
+
+async def test_image_data_url_becomes_ollama_image(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    await sdk.responses.create(model="llama3.2", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": PNG, "detail": "auto"},
+    ]}])
+    (message,) = chat_bodies(fake_ollama)[-1]["messages"]
+    assert message == {"role": "user", "content": "What is this?", "images": [PNG.split(",", 1)[1]]}
+
+
+async def test_stream_events_arrive_one_by_one(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    fake_ollama.push(Reply(chunks=["first", "never"], hang=True))
+    seen: list[str] = []
+    async with sdk.responses.stream(model="llama3.2", input="hi") as stream:
+        async for event in stream:
+            seen.append(event.type)
+            if event.type == "response.output_text.delta":
+                assert event.delta == "first"
+                break  # Ollama has sent nothing more: this event came on its own
+    assert seen == ["response.created", "response.in_progress", "response.output_item.added",
+                    "response.content_part.added", "response.output_text.delta"]
+    await asyncio.wait_for(fake_ollama.stream_closed.wait(), 5)  # leaving closed Ollama's request
+    assert fake_ollama.client_disconnects == 1
+
+
+async def test_stream_final_response_equals_the_non_streamed_one(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    reply = Reply(chunks=["Hel", "lo \"wörld\"", " 🌍\n"], thinking="Let me think about it",
+                  tool_calls=[ToolCall("get_weather", {"city": "Paris"}, id="call_1")],
+                  prompt_eval_count=9, eval_count=4)
+    fake_ollama.push(reply, reply)
+    plain = await sdk.responses.create(model="qwen3:8b", input="hi", tools=[WEATHER])  # type: ignore[list-item]
+    numbers: list[int] = []
+    async with sdk.responses.stream(model="qwen3:8b", input="hi", tools=[WEATHER]) as stream:  # type: ignore[list-item]
+        async for event in stream:
+            numbers.append(event.sequence_number)
+        final = await stream.get_final_response()
+    assert numbers == list(range(len(numbers)))
+    assert normalized(final) == normalized(plain)
+    assert [item.type for item in plain.output] == ["reasoning", "message", "function_call"]
+    assert plain.output_text == 'Hello "wörld" 🌍\n'
+
+
+async def test_function_tool_round_trip_stateless(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    fake_ollama.push(Reply(content="", tool_calls=[ToolCall("get_weather", {"city": "Paris"})]),
+                     Reply(content="It is sunny in Paris."))
+    first = await sdk.responses.create(model="llama3.2", input="Weather in Paris?", tools=[WEATHER])  # type: ignore[list-item]
+    (call,) = first.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert chat_bodies(fake_ollama)[-1]["tools"] == [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city", "parameters": WEATHER["parameters"]}}]
+    second = await sdk.responses.create(model="llama3.2", tools=[WEATHER], input=[  # type: ignore[list-item]
+        {"role": "user", "content": "Weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'},
+    ])
+    assert second.output_text == "It is sunny in Paris."
+    messages = chat_bodies(fake_ollama)[-1]["messages"]
+    assert messages[1] == {"role": "assistant", "content": "", "tool_calls": [
+        {"id": call.call_id, "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    assert messages[2] == {"role": "tool", "content": '{"sky": "sunny"}', "tool_name": "get_weather",
+                           "tool_call_id": call.call_id}
+
+
+async def test_done_reason_length_is_incomplete(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    fake_ollama.push(Reply(chunks=["a", "b"], done_reason="length"), Reply(chunks=["a", "b"], done_reason="length"))
+    response = await sdk.responses.create(model="llama3.2", input="hi", max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"  # type: ignore[union-attr]
+    stream = await sdk.responses.create(model="llama3.2", input="hi", max_output_tokens=2, stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.incomplete"
+    assert [e.type for e in events].count("response.incomplete") == 1
+
+
+async def test_upstream_fault_mid_stream_is_response_failed(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    fake_ollama.push(Reply(chunks=["a", "b", "c"], error_after_lines=2, error="model runner crashed"),
+                     Reply(chunks=["a", "b", "c"], die_after_lines=2))
+    for expected in ("model runner crashed", "connection to Ollama broke"):
+        stream = await sdk.responses.create(model="llama3.2", input="hi", stream=True)
+        events = [event async for event in stream]
+        terminal = [e for e in events if e.type.startswith("response.") and e.type.split(".")[1] in (
+            "completed", "incomplete", "failed")]
+        assert [e.type for e in terminal] == ["response.failed"]
+        failed = events[-1]
+        assert failed.type == "response.failed"
+        assert failed.response.status == "failed" and failed.response.error is not None
+        assert expected in failed.response.error.message
+        assert failed.response.output_text == "ab"  # what came before the fault, marked incomplete
+    # The proxy stays up and serves the next request normally.
+    assert (await sdk.responses.create(model="llama3.2", input="hi")).output_text
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"include": ["reasoning.encrypted_content"]}, "include[0]"),
+    ({"background": True}, "background"),
+    ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+    ({"conversation": "conv_1"}, "conversation"),
+    ({"text": {"verbosity": "low"}}, "text.verbosity"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+    ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
+], ids=["web_search", "file_search", "forced tool", "include", "background", "prompt", "conversation",
+        "verbosity", "item_reference", "input_file"])
+async def test_what_ollama_cannot_do_is_400_naming_it(start: Start, fake_ollama: FakeOllama,
+                                                       body: dict[str, Any], param: str) -> None:
+    sdk, _ = await start()
+    request = {"model": "llama3.2", "input": "hi", **body}
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.responses.create(**request)
+    assert info.value.status_code == 400
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == param
+    assert not chat_bodies(fake_ollama)
+
+
+async def test_limits_apply_to_responses_input(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start(toml={"limits": {"max_message_chars": 5, "max_tokens": 10}})
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.responses.create(model="llama3.2", input=[{"role": "user", "content": "far too long"}])
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "input[0].content"
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.responses.create(model="llama3.2", input="hi", max_output_tokens=11)
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "max_output_tokens"
+    assert not chat_bodies(fake_ollama)
+
+
+# ---- stateful ---------------------------------------------------------------------------------
+
+
+async def test_previous_response_id_across_three_turns(
+    stored: tuple[openai.AsyncOpenAI, MemoryResponseRecords], fake_ollama: FakeOllama
+) -> None:
+    sdk, _ = stored
+    fake_ollama.push(Reply(content="Hi Ann."), Reply(content="", tool_calls=[ToolCall("get_weather", {"city": "Oslo"})]),
+                     Reply(content="Cold in Oslo, Ann."))
+    first = await sdk.responses.create(model="llama3.2", input="I am Ann.", instructions="Be kind.")
+    assert first.store is True
+    second = await sdk.responses.create(model="llama3.2", input="Weather in Oslo?", tools=[WEATHER],  # type: ignore[list-item]
+                                        previous_response_id=first.id, instructions="Be brief.")
+    (call,) = second.output
+    assert call.type == "function_call"
+    async with sdk.responses.stream(model="llama3.2", previous_response_id=second.id, tools=[WEATHER], input=[  # type: ignore[list-item]
+        {"type": "function_call_output", "call_id": call.call_id, "output": "-5C"}]) as stream:
+        third = await stream.get_final_response()
+    assert third.output_text == "Cold in Oslo, Ann." and third.previous_response_id == second.id
+    turns = chat_bodies(fake_ollama)
+    assert turns[1]["messages"] == [
+        {"role": "system", "content": "Be brief."},  # instructions are not carried over (OpenAI)
+        {"role": "user", "content": "I am Ann."},
+        {"role": "assistant", "content": "Hi Ann."},
+        {"role": "user", "content": "Weather in Oslo?"},
+    ]
+    assert turns[2]["messages"] == [
+        {"role": "user", "content": "I am Ann."},
+        {"role": "assistant", "content": "Hi Ann."},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": call.call_id, "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {"role": "tool", "content": "-5C", "tool_name": "get_weather", "tool_call_id": call.call_id},
+    ]
+    # Stored before the terminal event went out: the next request chains at once.
+    fake_ollama.push(Reply(content="Bye."))
+    fourth = await sdk.responses.create(model="llama3.2", input="Bye", previous_response_id=third.id)
+    assert fourth.output_text == "Bye."
+    assert len(chat_bodies(fake_ollama)[-1]["messages"]) == 7
+
+
+async def test_retrieve_input_items_and_delete(
+    stored: tuple[openai.AsyncOpenAI, MemoryResponseRecords], fake_ollama: FakeOllama
+) -> None:
+    sdk, records = stored
+    fake_ollama.push(Reply(content="Seen."))
+    created = await sdk.responses.create(model="llama3.2", input=[
+        {"role": "developer", "content": "Be terse."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Look"},
+                                     {"type": "input_image", "image_url": PNG, "detail": "low"}]},
+    ])
+    got = await sdk.responses.retrieve(created.id)
+    assert got.model_dump() == created.model_dump()
+    items = await sdk.responses.input_items.list(created.id)
+    ResponseItemList.model_validate(items.model_dump())
+    assert [item.role for item in items.data] == ["user", "developer"]  # type: ignore[union-attr]
+    ascending = await sdk.responses.input_items.list(created.id, order="asc", limit=1)
+    assert [item.role for item in ascending.data] == ["developer"] and ascending.has_more  # type: ignore[union-attr]
+    rest = await sdk.responses.input_items.list(created.id, order="asc", after=ascending.data[0].id)  # type: ignore[union-attr]
+    assert [item.role for item in rest.data] == ["user"] and not rest.has_more  # type: ignore[union-attr]
+    assert rest.data[0].content[1].type == "input_image"  # type: ignore[union-attr]
+    deleted = await sdk.responses.delete(created.id)
+    assert deleted is None  # the SDK returns nothing for a 200 delete
+    assert len(records) == 0
+    with pytest.raises(openai.NotFoundError):
+        await sdk.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await sdk.responses.create(model="llama3.2", input="again", previous_response_id=created.id)
+
+
+async def test_a_key_sees_only_its_own_responses(start: Start, fake_ollama: FakeOllama) -> None:
+    records = MemoryResponseRecords()
+    alice, _ = await start(records, key="alice")
+    bob, _ = await start(records, key="bob")
+    mine = await alice.responses.create(model="llama3.2", input="secret")
+    for attempt in (bob.responses.retrieve(mine.id), bob.responses.delete(mine.id),
+                    bob.responses.input_items.list(mine.id),
+                    bob.responses.create(model="llama3.2", input="x", previous_response_id=mine.id)):
+        with pytest.raises(openai.NotFoundError):
+            await attempt
+    assert (await alice.responses.retrieve(mine.id)).id == mine.id
+
+
+@pytest.mark.parametrize(("mode", "store", "kept"), [
+    ("on_request", None, True), ("on_request", False, False), ("always", False, True), ("never", True, False),
+], ids=["default is store", "store false", "always keeps", "never keeps"])
+async def test_store_modes(start: Start, mode: StoreMode, store: bool | None, kept: bool) -> None:
+    records = MemoryResponseRecords(mode=mode)
+    sdk, _ = await start(records)
+    extra = {} if store is None else {"store": store}
+    response = await sdk.responses.create(model="llama3.2", input="hi", **extra)  # type: ignore[arg-type]
+    assert response.store is kept and len(records) == int(kept)
+
+
+async def test_store_off_refuses_previous_response_id(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, url = await start()
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.responses.create(model="llama3.2", input="hi", previous_response_id="resp_123")
+    assert "[store] enabled = true" in info.value.message
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "previous_response_id"
+    status, body = await raw_json(url, "GET", "/v1/responses/resp_123")
+    assert status == 404 and "[store] enabled = true" in body["error"]["message"]
+    assert not chat_bodies(fake_ollama)
+
+
+async def test_a_store_that_fails_is_response_failed_not_completed(
+    start: Start, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = MemoryResponseRecords()
+
+    async def broken(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records, "put_response", broken)
+    sdk, _ = await start(records)
+    stream = await sdk.responses.create(model="llama3.2", input="hi", stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.failed"
+    assert "could not be stored" in events[-1].response.error.message  # type: ignore[union-attr]
+    assert "response.completed" not in [e.type for e in events]
