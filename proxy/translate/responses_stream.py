@@ -53,6 +53,7 @@ class ResponsesStream:
     output: list[dict[str, Any]] = field(default_factory=list)  # finished items
     open_kind: str | None = None  # "reasoning" or "message" while one is open
     open_id: str = ""
+    in_text: bool = False  # a message item is open: plain content lines take the template path
     parts: list[bytes] = field(default_factory=list)  # the open item's text so far, UTF-8
     message_seen: bool = False
     finished: dict[str, Any] | None = None  # the final response object, once done or failed
@@ -138,22 +139,23 @@ def failed(state: ResponsesStream, error: ProxyError) -> bytes:
 _MESSAGE = b'","message":{"role":"assistant","content":"'
 _PLAIN_END = b'"},"done":false}'
 _UNSAFE = re.compile(rb'["\\\x00-\x1f]')
+_MESSAGE_LEN, _LITERAL_END = len(_MESSAGE), -len(_PLAIN_END)
+_DELTA = b"%s%d%s%s%s"  # head, sequence number, up to the delta's opening quote, text, the rest
 
 
 def chunks_for(state: ResponsesStream, line: bytes) -> bytes:
     """The events for one NDJSON line of Ollama's ``/api/chat`` stream."""
     if state.done:
         return b""
-    if state.open_kind == "message" and line.endswith(_PLAIN_END) and line.startswith(b'{"model":"'):
+    if state.in_text and line.endswith(_PLAIN_END) and line.startswith(b'{"model":"'):
         start = line.find(_MESSAGE)
         if start > 0:
-            literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
+            literal = line[start + _MESSAGE_LEN : _LITERAL_END]
             if not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
                 state.parts.append(literal)
                 seq = state.seq
-                state.seq += 1
-                return b"".join((state.delta_head, str(seq).encode(), state.delta_mid, b'"', literal, b'"',
-                                 state.delta_tail))
+                state.seq = seq + 1
+                return _DELTA % (state.delta_head, seq, state.delta_mid, literal, state.delta_tail)
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -181,10 +183,9 @@ def chunks_for(state: ResponsesStream, line: bytes) -> bytes:
             out += _close(state)
             out += _open_message(state)
         state.parts.append(content.encode())
-        seq = state.seq
         state.seq += 1
-        out.append(b"".join((state.delta_head, str(seq).encode(), state.delta_mid, orjson.dumps(content),
-                             state.delta_tail)))
+        out.append(_DELTA % (state.delta_head, state.seq - 1, state.delta_mid, orjson.dumps(content)[1:-1],
+                             state.delta_tail))
     calls = message.get("tool_calls") or []
     if calls:
         out += _close(state)
@@ -226,7 +227,7 @@ def _open_reasoning(state: ResponsesStream) -> list[bytes]:
 
 def _open_message(state: ResponsesStream) -> list[bytes]:
     state.open_kind, state.open_id, state.parts = "message", state.ctx.new_id("msg_"), []
-    state.message_seen = True
+    state.message_seen = state.in_text = True
     index = len(state.output)
     item = {"id": state.open_id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}
     # The delta event's bytes around its two slots, from the same dict path as every event.
@@ -235,7 +236,7 @@ def _open_message(state: ResponsesStream) -> list[bytes]:
                              "delta": _SLOT, "logprobs": []})
     head, mid, tail = template.split(_SLOT_JSON)
     state.delta_head = b"event: response.output_text.delta\ndata: " + head
-    state.delta_mid, state.delta_tail = mid, tail + b"\n\n"
+    state.delta_mid, state.delta_tail = mid + b'"', b'"' + tail + b"\n\n"  # the text goes between the quotes
     return [
         event(state, "response.output_item.added", {"output_index": index, "item": item}),
         event(state, "response.content_part.added", {
@@ -276,7 +277,7 @@ def _close(state: ResponsesStream, status: str = "completed") -> list[bytes]:
         ]
     out.append(event(state, "response.output_item.done", {"output_index": index, "item": item}))
     state.output.append(item)
-    state.open_kind, state.open_id, state.parts = None, "", []
+    state.open_kind, state.open_id, state.parts, state.in_text = None, "", [], False
     return out
 
 
