@@ -19,6 +19,7 @@ from openai.types.responses import Response, ResponseItemList
 
 from proxy.app import create_app
 from proxy.caller import CALLER, Caller
+from proxy.outcome import OUTCOME_LISTENERS, Outcome
 from proxy.responses_store import RESPONSE_RECORDS, MemoryResponseRecords, StoreMode
 from tests.conftest import make_config
 from tests.fake_ollama import FakeOllama, Reply, ToolCall
@@ -399,3 +400,47 @@ async def test_a_store_that_fails_is_response_failed_not_completed(
     assert events[-1].type == "response.failed"
     assert "could not be stored" in events[-1].response.error.message  # type: ignore[union-attr]
     assert "response.completed" not in [e.type for e in events]
+
+
+# ---- accounting and bugs ----------------------------------------------------------------------
+
+
+async def test_each_response_reports_one_outcome(app_factory: Any, fake_ollama: FakeOllama) -> None:
+    url, app = await app_factory()
+    seen: list[Outcome] = []
+    app[OUTCOME_LISTENERS].append(seen.append)
+    fake_ollama.push(Reply(chunks=["a", "b"], prompt_eval_count=4, eval_count=2),
+                     Reply(chunks=["a", "b", "c"], prompt_eval_count=4, eval_count=3),
+                     Reply(chunks=["a", "b", "c"], error_after_lines=2, error="boom"))
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as sdk:
+        await sdk.responses.create(model="llama3.2", input="hi")
+        async with sdk.responses.stream(model="llama3.2", input="hi") as stream:
+            await stream.get_final_response()
+        events = [event async for event in await sdk.responses.create(model="llama3.2", input="hi", stream=True)]
+    assert events[-1].type == "response.failed"
+    plain, streamed, faulted = seen
+    assert (plain.endpoint, plain.stream, plain.prompt_tokens, plain.completion_tokens, plain.error) == (
+        "responses", False, 4, 2, None)
+    assert (streamed.stream, streamed.prompt_tokens, streamed.completion_tokens, streamed.error) == (True, 4, 3, None)
+    assert streamed.time_to_first_byte is not None
+    assert faulted.error == "mid_stream" and faulted.completion_tokens >= 1
+
+
+async def test_a_bug_mid_stream_ends_it_with_a_generic_response_failed(
+    start: Start, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(state: object, data: bytes) -> bytes:
+        raise RuntimeError("/secret/path/to/proxy.py exploded")
+
+    monkeypatch.setattr("proxy.handlers.responses.frames_for_read", broken)
+    _, url = await start()
+    body = {"model": "llama3.2", "input": "hi", "stream": True}
+    async with aiohttp.ClientSession() as session, session.post(url + "/v1/responses", json=body) as response:
+        assert response.status == 200
+        raw = await response.read()
+    events = [json.loads(block.split(b"\ndata: ", 1)[1]) for block in raw.split(b"\n\n") if block]
+    assert [e["type"] for e in events] == ["response.created", "response.in_progress", "response.failed"]
+    error = events[-1]["response"]["error"]
+    assert "internal error" in error["message"] and response.headers["X-Request-Id"] in error["message"]
+    assert b"secret" not in raw and b"Traceback" not in raw
+    assert "exploded" in caplog.text
