@@ -75,11 +75,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         if not req.stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             outcome.count_tokens(answer)
-            done = to_response(answer, response, ctx)
+            done = to_response(answer, response, ctx, req.sealed_reasoning)
             if keep is not None:
                 await _keep(keep, key_id, req, done)
             return json_response(done)
-        state = new_stream(ctx, response, config.upstream.max_line_bytes)
+        state = new_stream(ctx, response, config.upstream.max_line_bytes, req.sealed_reasoning)
         call = client.open("POST", "/api/chat", ollama)
         del ollama  # JSON bytes in the call now, dropped once sent
         async with call as upstream:

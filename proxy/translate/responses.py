@@ -13,7 +13,7 @@ reference: mapped, accepted without effect, or refused with a 400 naming it.
 from __future__ import annotations
 
 import binascii
-from base64 import b64decode
+from base64 import b64decode, urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +113,7 @@ class ResponsesRequest:
     echo: dict[str, Any]  # the request's fields a response object repeats
     input_items: list[dict[str, Any]]  # the input as items with ids (input_items listing)
     messages: list[dict[str, Any]]  # the conversation sent, without instructions (the history)
+    sealed_reasoning: bool = False  # include "reasoning.encrypted_content": reasoning items carry it
 
 
 def previous_response_id(body: dict[str, Any]) -> str | None:
@@ -137,7 +138,7 @@ def from_openai(body: dict[str, Any], ctx: ResponsesContext,
     model = model_name(body)
     stream = bool(boolean(body, "stream"))
     store = boolean(body, "store") is not False
-    _check_refusable(body)
+    sealed = _check_refusable(body)
     instructions = string(body, "instructions")
     items, messages = to_input(body.get("input"), ctx, history or [])
     tools, echo_tools, choice = _tools(body)
@@ -183,21 +184,24 @@ def from_openai(body: dict[str, Any], ctx: ResponsesContext,
         "truncation": body.get("truncation") or "disabled",
         "user": string(body, "user"),
     }
-    return ResponsesRequest(ollama, model, stream, store, echo, items, messages)
+    return ResponsesRequest(ollama, model, stream, store, echo, items, messages, sealed)
 
 
-def _check_refusable(body: dict[str, Any]) -> None:
-    """Fields that are fine at their default and refused otherwise."""
+def _check_refusable(body: dict[str, Any]) -> bool:
+    """Fields that are fine at their default and refused otherwise; whether reasoning is sealed."""
     if boolean(body, "background"):
         raise UnsupportedParameter("Background responses are not supported by the proxy.", param="background")
     include = body.get("include")
+    sealed = False
     if include is not None:
         if not isinstance(include, list):
             raise InvalidRequest("'include' must be an array.", param="include")
-        if include:
-            raise UnsupportedParameter(
-                f"'include' value {include[0]!r} is not supported: the proxy has no encrypted reasoning, "
-                "logprobs or hosted-tool outputs to add.", param="include[0]")
+        for i, value in enumerate(include):
+            if value != SEALED:
+                raise UnsupportedParameter(
+                    f"'include' value {value!r} is not supported: the proxy has no logprobs or hosted-tool "
+                    f"outputs to add (only {SEALED!r}).", param=f"include[{i}]")
+            sealed = True
     top = integer(body, "top_logprobs")
     if top:
         raise UnsupportedParameter("Log probabilities are not supported on /v1/responses.", param="top_logprobs")
@@ -213,6 +217,7 @@ def _check_refusable(body: dict[str, Any]) -> None:
         # Obfuscation pads deltas against a network side channel of OpenAI's; there is none to
         # pad here, so the flag is accepted and no "obfuscation" field is sent.
         boolean(options, "include_obfuscation", "stream_options.include_obfuscation")
+    return sealed
 
 
 def _metadata(body: dict[str, Any]) -> dict[str, str]:
@@ -505,10 +510,8 @@ def _call_output(item: dict[str, Any], param: str,
 
 
 def _reasoning_item(item: dict[str, Any], param: str) -> tuple[str, dict[str, Any]]:
-    """A reasoning item's text: its ``content`` (raw reasoning) or else its summary."""
-    if item.get("encrypted_content") is not None:
-        raise UnsupportedParameter("Encrypted reasoning is not supported by the proxy.",
-                                   param=f"{param}.encrypted_content")
+    """A reasoning item's text: its sealed content, its ``content`` (raw reasoning) or its summary."""
+    sealed = string(item, "encrypted_content", f"{param}.encrypted_content")
     texts: dict[str, list[str]] = {"content": [], "summary": []}
     for key, part_type in (("content", "reasoning_text"), ("summary", "summary_text")):
         parts = item.get(key) or []
@@ -518,7 +521,7 @@ def _reasoning_item(item: dict[str, Any], param: str) -> tuple[str, dict[str, An
             if not isinstance(part, dict) or part.get("type") != part_type:
                 raise InvalidRequest(f"'{param}.{key}[{j}]' must be a {part_type} part.", param=f"{param}.{key}[{j}]")
             texts[key].append(require(string(part, "text", f"{param}.{key}[{j}].text"), f"{param}.{key}[{j}].text"))
-    text = "\n".join(texts["content"] or texts["summary"])
+    text = unseal(sealed, f"{param}.encrypted_content") if sealed else "\n".join(texts["content"] or texts["summary"])
     normal: dict[str, Any] = {"type": "reasoning",
                               "summary": [{"type": "summary_text", "text": t} for t in texts["summary"]]}
     if isinstance(item.get("id"), str):
@@ -547,8 +550,32 @@ def skeleton(request: ResponsesRequest, ctx: ResponsesContext, *, stored: bool) 
     }  # fmt: skip
 
 
-def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+# ``include: ["reasoning.encrypted_content"]`` asks for the reasoning in a form the client can
+# hand back when the server keeps nothing (``store: false``; Codex does this). OpenAI encrypts it;
+# here it is Ollama's thinking, which the summary already shows in clear, so it is only sealed
+# (a marked, base64 token) for the round trip, and only the proxy's own tokens are taken back.
+SEALED = "reasoning.encrypted_content"
+_SEAL = "ollama-proxy.thinking.v1:"
+
+
+def seal(text: str) -> str:
+    return _SEAL + urlsafe_b64encode(text.encode()).decode()
+
+
+def unseal(token: str, param: str) -> str:
+    if token.startswith(_SEAL):
+        try:
+            return urlsafe_b64decode(token[len(_SEAL):].encode()).decode()
+        except (binascii.Error, ValueError):
+            pass
+    raise InvalidRequest("This encrypted reasoning was not made by this proxy.", param=param)
+
+
+def reasoning_item(item_id: str, text: str, sealed: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+    if sealed:
+        item["encrypted_content"] = seal(text)
+    return item
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
@@ -597,7 +624,8 @@ def finish(response: dict[str, Any], output: list[dict[str, Any]], final: dict[s
     return done
 
 
-def to_response(answer: dict[str, Any], response: dict[str, Any], ctx: ResponsesContext) -> dict[str, Any]:
+def to_response(answer: dict[str, Any], response: dict[str, Any], ctx: ResponsesContext,
+                sealed: bool = False) -> dict[str, Any]:
     """Ollama's non-streaming ``/api/chat`` answer → the finished response object."""
     message = answer.get("message") or {}
     thinking = message.get("thinking") or ""
@@ -606,7 +634,7 @@ def to_response(answer: dict[str, Any], response: dict[str, Any], ctx: Responses
     status = "incomplete" if answer.get("done_reason") == "length" else "completed"
     output = []
     if thinking:
-        output.append(reasoning_item(ctx.new_id("rs_"), thinking))
+        output.append(reasoning_item(ctx.new_id("rs_"), thinking, sealed))
     if content or not calls:
         output.append(message_item(ctx.new_id("msg_"), content, status))
     output.extend(call_items(calls, ctx))

@@ -43,6 +43,7 @@ class ResponsesStream:
     ctx: ResponsesContext
     response: dict[str, Any]  # the response object as response.created showed it
     max_line_bytes: int = 16 * 1024 * 1024
+    sealed: bool = False  # reasoning items carry encrypted_content (include)
     done: bool = False
     error: ProxyError | None = None
     tail: bytes = b""
@@ -64,8 +65,8 @@ class ResponsesStream:
 
 
 def new_stream(ctx: ResponsesContext, response: dict[str, Any],
-               max_line_bytes: int = 16 * 1024 * 1024) -> ResponsesStream:
-    return ResponsesStream(ctx, response, max_line_bytes)
+               max_line_bytes: int = 16 * 1024 * 1024, sealed: bool = False) -> ResponsesStream:
+    return ResponsesStream(ctx, response, max_line_bytes, sealed)
 
 
 def event(state: ResponsesStream, kind: str, payload: dict[str, Any]) -> bytes:
@@ -248,7 +249,7 @@ def _open_message(state: ResponsesStream) -> list[bytes]:
 def _open_item(state: ResponsesStream, status: str) -> dict[str, Any]:
     text = b"".join(state.parts).decode()
     if state.open_kind == "reasoning":
-        return reasoning_item(state.open_id, text)
+        return reasoning_item(state.open_id, text, state.sealed)
     return message_item(state.open_id, text, status)
 
 
@@ -260,7 +261,7 @@ def _close(state: ResponsesStream, status: str = "completed") -> list[bytes]:
     index, item_id = len(state.output), state.open_id
     if state.open_kind == "reasoning":
         part = item["summary"][0]
-        out = [
+        out: list[bytes] = [
             event(state, "response.reasoning_summary_text.done", {
                 "item_id": item_id, "output_index": index, "summary_index": 0, "text": part["text"]}),
             event(state, "response.reasoning_summary_part.done", {

@@ -249,7 +249,7 @@ async def test_upstream_fault_mid_stream_is_response_failed(start: Start, fake_o
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
     ({"tool_choice": "required"}, "tool_choice"),
-    ({"include": ["reasoning.encrypted_content"]}, "include[0]"),
+    ({"include": ["message.output_text.logprobs"]}, "include[0]"),
     ({"background": True}, "background"),
     ({"prompt": {"id": "pmpt_1"}}, "prompt"),
     ({"conversation": "conv_1"}, "conversation"),
@@ -444,3 +444,21 @@ async def test_a_bug_mid_stream_ends_it_with_a_generic_response_failed(
     assert "internal error" in error["message"] and response.headers["X-Request-Id"] in error["message"]
     assert b"secret" not in raw and b"Traceback" not in raw
     assert "exploded" in caplog.text
+
+
+async def test_stateless_reasoning_round_trip_with_include(start: Start, fake_ollama: FakeOllama) -> None:
+    sdk, _ = await start()
+    fake_ollama.push(Reply(content="Four.", thinking="2+2 is 4"), Reply(content="Yes."))
+    async with sdk.responses.stream(model="qwen3:8b", input="2+2?", store=False,
+                                    include=["reasoning.encrypted_content"]) as stream:
+        first = await stream.get_final_response()
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    await sdk.responses.create(model="qwen3:8b", store=False, include=["reasoning.encrypted_content"], input=[
+        {"role": "user", "content": "2+2?"},
+        {"type": "reasoning", "id": reasoning.id, "summary": [], "encrypted_content": reasoning.encrypted_content},
+        first.output[1].model_dump(exclude_none=True),  # type: ignore[list-item]
+        {"role": "user", "content": "Sure?"},
+    ])
+    assert chat_bodies(fake_ollama)[-1]["messages"][1] == {
+        "role": "assistant", "content": "Four.", "thinking": "2+2 is 4"}

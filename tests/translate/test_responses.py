@@ -122,8 +122,9 @@ def test_history_comes_before_the_new_input_and_instructions_before_both() -> No
     ({"input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}, InvalidRequest, "input[0].call_id"),
     ({"input": [CALL, {"type": "function_call_output", "call_id": "call_a", "output": [{"type": "input_image"}]}]},
      UnsupportedParameter, "input[1].output[0]"),
-    ({"input": [{"type": "reasoning", "summary": [], "encrypted_content": "x"}]},
-     UnsupportedParameter, "input[0].encrypted_content"),
+    ({"input": [{"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-openai-sealed"}]},
+     InvalidRequest, "input[0].encrypted_content"),
+    ({"include": ["reasoning.encrypted_content", "file_search_call.results"]}, UnsupportedParameter, "include[1]"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, UnsupportedParameter, "input[0].type"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, UnsupportedParameter, "input[0].type"),
     ({"input": [{"type": "nonsense"}]}, InvalidRequest, "input[0].type"),
@@ -232,3 +233,22 @@ def test_history_after_a_response_replays_its_output() -> None:
         {"role": "assistant", "content": "A", "thinking": "t",
          "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]},
     ]
+
+
+def test_sealed_reasoning_round_trips_for_stateless_clients() -> None:
+    ctx = context()
+    request = from_openai({"model": "m", "input": "hi", "store": False,
+                           "include": ["reasoning.encrypted_content"]}, ctx)
+    assert request.sealed_reasoning
+    answer = {"message": {"role": "assistant", "content": "A", "thinking": "step one\nstep 2 ✓"}, "done_reason": "stop"}
+    response = to_response(answer, skeleton(request, ctx, stored=False), ctx, request.sealed_reasoning)
+    reasoning = response["output"][0]
+    assert reasoning["encrypted_content"].startswith("ollama-proxy.thinking.v1:")
+    Response.model_validate(response)
+    # The client hands the item back with an empty summary: the thinking comes from the seal.
+    again = from_openai({"model": "m", "input": [
+        {"role": "user", "content": "hi"}, {**reasoning, "summary": []}, response["output"][1],
+        {"role": "user", "content": "more"}]}, context())
+    assert again.body["messages"][1] == {"role": "assistant", "content": "A", "thinking": "step one\nstep 2 ✓"}
+    plain = from_openai({"model": "m", "input": "hi"}, context())
+    assert "encrypted_content" not in to_response(answer, skeleton(plain, ctx, stored=False), ctx)["output"][0]
