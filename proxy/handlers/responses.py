@@ -37,6 +37,7 @@ from ..translate.responses import (
     to_history,
     to_response,
 )
+from ..translate.responses_input import item_ids, references, response_of
 from ..translate.responses_stream import ResponsesStream, failed, frames_for_read, new_stream
 from ..upstream import OllamaClient
 from ..validate import with_defaults
@@ -62,7 +63,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     records = request.app.get(RESPONSE_RECORDS)
     key_id = caller(request).key_id
     history = await _history(records, previous_response_id(body), key_id)
-    ctx = ResponsesContext(id=new_id("resp_"), created_at=_now(), new_id=new_id, now=_now)
+    await _dereference(records, body, key_id)
+    response_id = new_id("resp_")
+    ctx = ResponsesContext(id=response_id, created_at=_now(), new_id=item_ids(response_id), now=_now)
     req = from_openai(body, ctx, history)
     del body, history
     keep = records if records is not None and _keeps(records, req) else None
@@ -104,6 +107,34 @@ async def _history(records: ResponseRecords | None, previous: str | None, key_id
                        param="previous_response_id", code="previous_response_not_found")
     messages: list[dict[str, Any]] = found["messages"]
     return messages
+
+
+async def _dereference(records: ResponseRecords | None, body: dict[str, Any], key_id: str) -> None:
+    """Put the stored items that ``item_reference`` items name in their place in ``input``.
+
+    An item's id names the response that made it (input or output), so each is one lookup of
+    the caller's own responses; an id that leads nowhere is a 404 naming the reference.
+    """
+    found = references(body.get("input"))
+    if not found:
+        return
+    if records is None:
+        raise InvalidRequest(f"Item references need stored responses. {STORE_OFF}.",
+                             param=f"input[{found[0][0]}]", code="store_disabled")
+    stored: dict[str, dict[str, Any] | None] = {}
+    for index, item_id in found:
+        response_id = response_of(item_id) if _ID.fullmatch(item_id) else None
+        data = None
+        if response_id is not None:
+            if response_id not in stored:
+                stored[response_id] = await records.get_response(response_id, key_id)
+            data = stored[response_id]
+        items = [*data["input_items"], *data["response"]["output"]] if data is not None else []
+        item = next((item for item in items if item.get("id") == item_id), None)
+        if item is None:
+            raise NotFound(f"Item with id '{item_id[:128]}' not found.", param=f"input[{index}].id",
+                           code="item_not_found")
+        body["input"][index] = item
 
 
 async def _keep(records: ResponseRecords, key_id: str, req: ResponsesRequest, done: dict[str, Any]) -> None:

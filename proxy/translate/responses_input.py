@@ -21,9 +21,41 @@ import orjson
 from ..errors import InvalidRequest, UnsupportedParameter
 from .fields import require, string, type_name
 
-__all__ = ["SEALED", "seal", "to_history", "to_input", "unseal"]
+__all__ = ["SEALED", "item_ids", "references", "response_of", "seal", "to_history", "to_input", "unseal"]
 
 NewId = Callable[[str], str]  # prefix → a fresh id
+
+# Item ids carry their response's id ("msg_" + the response's 24 hex digits + a counter), so an
+# ``item_reference`` (Codex, the Vercel AI SDK) can be looked up by the response that made it,
+# with nothing but the store's lookup by response id.
+_RESPONSE_HEX = 24
+
+
+def item_ids(response_id: str) -> NewId:
+    """Ids for the items of ``response_id`` (``resp_<hex>``): unique, and naming it."""
+    hex_part = response_id.removeprefix("resp_")
+    counter = iter(range(1 << 62))
+    return lambda prefix: f"{prefix}{hex_part}{next(counter):x}"
+
+
+def response_of(item_id: str) -> str | None:
+    """The id of the response an item id was made for, or None for an id not made here."""
+    _, sep, rest = item_id.partition("_")
+    hex_part = rest[:_RESPONSE_HEX]
+    if not sep or len(rest) <= _RESPONSE_HEX or any(c not in "0123456789abcdef" for c in rest):
+        return None
+    return "resp_" + hex_part
+
+
+def references(value: Any) -> list[tuple[int, str]]:
+    """The ``item_reference`` items of ``input``: (index, the id they name)."""
+    if not isinstance(value, list):
+        return []
+    found = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            found.append((i, require(string(item, "id", f"input[{i}].id"), f"input[{i}].id")))
+    return found
 
 # Input items that only OpenAI's hosted tools produce.
 _HOSTED_ITEMS = (
@@ -117,9 +149,8 @@ def _items(items: list[Any], where: str, new_id: NewId | None,
             text, normal = _reasoning_item(item, param)
             if text:
                 thinking.append(text)
-        elif kind == "item_reference":
-            raise UnsupportedParameter("Item references are not supported; send the item itself, or "
-                                       "continue with 'previous_response_id'.", param=f"{param}.type")
+        elif kind == "item_reference":  # the handler puts the stored items in their place first
+            raise InvalidRequest(f"'{param}' refers to an item that was not found.", param=f"{param}.id")
         elif isinstance(kind, str) and kind in _HOSTED_ITEMS:
             raise UnsupportedParameter(f"Input items of type '{kind}' belong to OpenAI's built-in tools, "
                                        "which Ollama does not run.", param=f"{param}.type")

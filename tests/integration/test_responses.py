@@ -254,7 +254,7 @@ async def test_upstream_fault_mid_stream_is_response_failed(start: Start, fake_o
     ({"prompt": {"id": "pmpt_1"}}, "prompt"),
     ({"conversation": "conv_1"}, "conversation"),
     ({"text": {"verbosity": "low"}}, "text.verbosity"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),  # the store is off
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
 ], ids=["web_search", "file_search", "forced tool", "include", "background", "prompt", "conversation",
         "verbosity", "item_reference", "input_file"])
@@ -462,3 +462,32 @@ async def test_stateless_reasoning_round_trip_with_include(start: Start, fake_ol
     ])
     assert chat_bodies(fake_ollama)[-1]["messages"][1] == {
         "role": "assistant", "content": "Four.", "thinking": "2+2 is 4"}
+
+
+async def test_item_references_resolve_to_the_callers_stored_items(start: Start, fake_ollama: FakeOllama) -> None:
+    records = MemoryResponseRecords()
+    sdk, _ = await start(records, key="alice")
+    other, _ = await start(records, key="bob")
+    fake_ollama.push(Reply(content="", thinking="need weather", tool_calls=[ToolCall("get_weather", {"city": "Rome"})]),
+                     Reply(content="Warm."))
+    first = await sdk.responses.create(model="qwen3:8b", input="Weather in Rome?", tools=[WEATHER])  # type: ignore[list-item]
+    reasoning, call = first.output
+    (asked,) = (await sdk.responses.input_items.list(first.id)).data
+    # Codex and the Vercel AI SDK resend the conversation, naming stored items by id.
+    conversation: Any = [
+        {"type": "item_reference", "id": asked.id},
+        {"type": "item_reference", "id": reasoning.id},
+        {"type": "item_reference", "id": call.id},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "28C"},  # type: ignore[union-attr]
+    ]
+    await sdk.responses.create(model="qwen3:8b", tools=[WEATHER], input=conversation)  # type: ignore[list-item]
+    assert chat_bodies(fake_ollama)[-1]["messages"] == [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "content": "", "thinking": "need weather", "tool_calls": [
+            {"id": call.call_id, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]},  # type: ignore[union-attr]
+        {"role": "tool", "content": "28C", "tool_name": "get_weather", "tool_call_id": call.call_id},  # type: ignore[union-attr]
+    ]
+    for client, item_id in ((sdk, "msg_" + "0" * 24 + "1"), (sdk, "msg_nothere"), (other, call.id)):
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.responses.create(model="qwen3:8b", input=[{"type": "item_reference", "id": item_id}])
+        assert isinstance(info.value.body, dict) and info.value.body["param"] == "input[0].id"

@@ -10,6 +10,7 @@ import pytest
 from openai.types.responses import Response
 
 from proxy.errors import InvalidRequest, UnsupportedParameter
+from proxy.translate.responses_input import item_ids, references, response_of
 from proxy.translate.responses import (
     ResponsesContext,
     from_openai,
@@ -125,7 +126,7 @@ def test_history_comes_before_the_new_input_and_instructions_before_both() -> No
     ({"input": [{"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-openai-sealed"}]},
      InvalidRequest, "input[0].encrypted_content"),
     ({"include": ["reasoning.encrypted_content", "file_search_call.results"]}, UnsupportedParameter, "include[1]"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, UnsupportedParameter, "input[0].type"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, InvalidRequest, "input[0].id"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, UnsupportedParameter, "input[0].type"),
     ({"input": [{"type": "nonsense"}]}, InvalidRequest, "input[0].type"),
     ({"tools": [{"type": "web_search_preview"}]}, UnsupportedParameter, "tools[0].type"),
@@ -252,3 +253,17 @@ def test_sealed_reasoning_round_trips_for_stateless_clients() -> None:
     assert again.body["messages"][1] == {"role": "assistant", "content": "A", "thinking": "step one\nstep 2 ✓"}
     plain = from_openai({"model": "m", "input": "hi"}, context())
     assert "encrypted_content" not in to_response(answer, skeleton(plain, ctx, stored=False), ctx)["output"][0]
+
+
+def test_item_ids_name_their_response() -> None:
+    make = item_ids("resp_0123456789abcdef01234567")
+    ids = [make("msg_"), make("fc_"), make("msg_")]
+    assert len(set(ids)) == 3 and ids[0].startswith("msg_0123456789abcdef01234567")
+    assert {response_of(i) for i in ids} == {"resp_0123456789abcdef01234567"}
+    for foreign in ("msg_1", "msg_0123456789abcdef01234567", "msg_0123456789abcdef0123456Z1", "nounderscore"):
+        assert response_of(foreign) is None, foreign
+    assert references([{"role": "user", "content": "x"}, {"type": "item_reference", "id": "fc_1"}]) == [(1, "fc_1")]
+    assert references("text") == []
+    with pytest.raises(InvalidRequest) as info:
+        references([{"type": "item_reference"}])
+    assert info.value.param == "input[0].id"
