@@ -10,7 +10,6 @@ import pytest
 from openai.types.responses import Response
 
 from proxy.errors import InvalidRequest, UnsupportedParameter
-from proxy.translate.responses_input import item_ids, references, response_of
 from proxy.translate.responses import (
     ResponsesContext,
     from_openai,
@@ -19,6 +18,7 @@ from proxy.translate.responses import (
     to_history,
     to_response,
 )
+from proxy.translate.responses_input import item_ids, references, response_of
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 
