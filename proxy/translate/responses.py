@@ -301,6 +301,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
         parameters = obj(tool, "parameters", f"{param}.parameters")
         # strict is echoed; Ollama does not constrain tool arguments to the schema (README).
         strict = boolean(tool, "strict", f"{param}.strict")
+        _plain_function(tool, param)
         function: dict[str, Any] = {"name": name, "parameters": parameters}
         if description is not None:
             function["description"] = description
@@ -308,6 +309,21 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
         echo.append({"type": "function", "name": name, "description": description,
                      "parameters": parameters, "strict": strict})
     return to_tools({"tools": chat_tools, "tool_choice": choice}), echo, choice
+
+
+def _plain_function(tool: dict[str, Any], param: str) -> None:
+    """Function-tool options only OpenAI's tool runtime has (tool search, programmatic or
+    asynchronous calls, declared outputs): refused when set, never dropped."""
+    if boolean(tool, "defer_loading", f"{param}.defer_loading"):
+        raise UnsupportedParameter("Deferred tool loading (tool search) is not supported.", param=f"{param}.defer_loading")
+    if boolean(tool, "async", f"{param}.async"):
+        raise UnsupportedParameter("Asynchronous function calls are not supported.", param=f"{param}.async")
+    callers = tool.get("allowed_callers")
+    if callers is not None and callers != ["direct"]:
+        raise UnsupportedParameter("Only the model may call functions here; 'allowed_callers' must be ['direct'].",
+                                   param=f"{param}.allowed_callers")
+    if tool.get("output_schema") is not None:
+        raise UnsupportedParameter("Ollama's tools declare no output schema.", param=f"{param}.output_schema")
 
 
 # ---- Ollama → the response object ------------------------------------------------------------
