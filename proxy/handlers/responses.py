@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -68,25 +69,29 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     ctx = ResponsesContext(id=response_id, created_at=_now(), new_id=item_ids(response_id), now=_now)
     req = from_openai(body, ctx, history)
     del body, history
-    keep = records if records is not None and _keeps(records, req) else None
+    keep = None
+    if records is not None and _keeps(records, req):  # `is not None`: a store may define __len__
+        keep = Keeping(records, key_id, req.input_items, req.messages)
     response = skeleton(req, ctx, stored=keep is not None)
     ollama = with_defaults(req.body, limits)
+    model, stream, sealed = req.model, req.stream, req.sealed_reasoning
+    del req  # translated; what the store needs is in `keep`, the rest is not held for the stream
     async with (
-        request.app[ADMISSION].slot(req.model),  # given back however the answer ends
-        account(request, "responses", req.model, stream=req.stream) as outcome,
+        request.app[ADMISSION].slot(model),  # given back however the answer ends
+        account(request, "responses", model, stream=stream) as outcome,
     ):
-        if not req.stream:
+        if not stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             outcome.count_tokens(answer)
-            done = to_response(answer, response, ctx, req.sealed_reasoning)
+            done = to_response(answer, response, ctx, sealed)
             if keep is not None:
-                await _keep(keep, key_id, req, done)
+                await keep.put(done)
             return json_response(done)
-        state = new_stream(ctx, response, config.upstream.max_line_bytes, req.sealed_reasoning)
+        state = new_stream(ctx, response, config.upstream.max_line_bytes, sealed)
         call = client.open("POST", "/api/chat", ollama)
         del ollama  # JSON bytes in the call now, dropped once sent
         async with call as upstream:
-            return await _relay(request, client, upstream, state, outcome, keep, key_id, req)
+            return await _relay(request, client, upstream, state, outcome, keep)
 
 
 def _keeps(records: ResponseRecords, req: ResponsesRequest) -> bool:
@@ -137,15 +142,24 @@ async def _dereference(records: ResponseRecords | None, body: dict[str, Any], ke
         body["input"][index] = item
 
 
-async def _keep(records: ResponseRecords, key_id: str, req: ResponsesRequest, done: dict[str, Any]) -> None:
-    """Store a finished response with its input and the conversation it ends."""
-    data = {"response": done, "input_items": req.input_items, "messages": to_history(done["output"], req.messages)}
-    await records.put_response(done["id"], key_id, done["created_at"], data)
+@dataclass(frozen=True, slots=True)
+class Keeping:
+    """What storing one response needs: where, whose, its input and the conversation so far."""
+
+    records: ResponseRecords
+    key_id: str
+    input_items: list[dict[str, Any]]
+    messages: list[dict[str, Any]]  # without instructions, as the next response continues it
+
+    async def put(self, done: dict[str, Any]) -> None:
+        """Store a finished response with its input and the conversation it ends."""
+        data = {"response": done, "input_items": self.input_items,
+                "messages": to_history(done["output"], self.messages)}
+        await self.records.put_response(done["id"], self.key_id, done["created_at"], data)
 
 
 async def _relay(request: web.Request, client: OllamaClient, upstream: aiohttp.ClientResponse,
-                 state: ResponsesStream, outcome: Outcome, keep: ResponseRecords | None, key_id: str,
-                 req: ResponsesRequest) -> web.StreamResponse:
+                 state: ResponsesStream, outcome: Outcome, keep: Keeping | None) -> web.StreamResponse:
     """Ollama's NDJSON → Responses events, each read's events in one write, at once.
 
     The terminal event waits for the store. Faults end the response with ``response.failed``; a
@@ -168,7 +182,7 @@ async def _relay(request: web.Request, client: OllamaClient, upstream: aiohttp.C
                         log.warning("%s response stream ended by upstream fault: %s", rid, state.error.message)
                         outcome.error = "mid_stream"
                     ended = True
-                    await _end(response, state, keep, key_id, req, out, rid)
+                    await _end(response, state, keep, out, rid)
                     if state.error is not None:
                         return response
                 elif out:
@@ -182,7 +196,7 @@ async def _relay(request: web.Request, client: OllamaClient, upstream: aiohttp.C
         log.warning("%s response stream ended by upstream fault: %s", rid, exc.message)
         outcome.error = "mid_stream"
         ended = True
-        await _end(response, state, keep, key_id, req, failed(state, exc), rid, terminal=False)
+        await _end(response, state, keep, failed(state, exc), rid, terminal=False)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream request closed", rid)
         outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
@@ -192,14 +206,14 @@ async def _relay(request: web.Request, client: OllamaClient, upstream: aiohttp.C
         outcome.error = "internal"
         if not ended:
             error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
-            await _end(response, state, None, key_id, req, failed(state, error), rid, terminal=False)
+            await _end(response, state, None, failed(state, error), rid, terminal=False)
     finally:
         count_stream_tokens(outcome, state)
     return response
 
 
-async def _end(response: web.StreamResponse, state: ResponsesStream, keep: ResponseRecords | None, key_id: str,
-               req: ResponsesRequest, out: bytes, rid: str, *, terminal: bool = True) -> None:
+async def _end(response: web.StreamResponse, state: ResponsesStream, keep: Keeping | None, out: bytes, rid: str,
+               *, terminal: bool = True) -> None:
     """Store the finished response (if kept), then send the last events and the body's end.
 
     ``terminal``: whether ``out`` still lacks the terminal event (held in ``state.terminal``).
@@ -208,7 +222,7 @@ async def _end(response: web.StreamResponse, state: ResponsesStream, keep: Respo
     """
     if keep is not None and state.finished is not None:
         try:
-            await _keep(keep, key_id, req, state.finished)
+            await keep.put(state.finished)
         except Exception:
             log.exception("%s storing response %s failed", rid, state.finished["id"])
             if terminal:  # a finished response that was not kept is told as failed
