@@ -491,3 +491,27 @@ async def test_item_references_resolve_to_the_callers_stored_items(start: Start,
         with pytest.raises(openai.NotFoundError) as info:
             await client.responses.create(model="qwen3:8b", input=[{"type": "item_reference", "id": item_id}])
         assert isinstance(info.value.body, dict) and info.value.body["param"] == "input[0].id"
+
+
+async def test_stored_routes_refuse_bad_ids_and_paging(start: Start) -> None:
+    records = MemoryResponseRecords()
+    sdk, url = await start(records)
+    created = await sdk.responses.create(model="llama3.2", input="hi")
+    base = f"/v1/responses/{created.id}"
+    for path, status, param in [
+        ("/v1/responses/" + "x" * 300, 404, "response_id"),
+        ("/v1/responses/resp_%00%0a", 404, "response_id"),
+        (base + "/input_items?limit=0", 400, "limit"),
+        (base + "/input_items?limit=many", 400, "limit"),
+        (base + "/input_items?order=up", 400, "order"),
+        (base + "/input_items?after=msg_nope", 400, "after"),
+        (base + "?stream=true", 400, "stream"),
+        (base + "?include=file_search_call.results", 400, "include"),
+    ]:
+        status_got, body = await raw_json(url, "GET", path)
+        assert (status_got, body["error"]["param"]) == (status, param), path
+        assert len(body["error"]["message"]) < 400
+    status_got, body = await raw_json(url, "DELETE", base)
+    assert status_got == 200 and body == {"id": created.id, "object": "response", "deleted": True}
+    status_got, _ = await raw_json(url, "DELETE", base)
+    assert status_got == 404
