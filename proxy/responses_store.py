@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Literal, Protocol
 
+import orjson
 from aiohttp import web
 
 __all__ = ["RESPONSE_RECORDS", "MemoryResponseRecords", "ResponseRecords", "StoreMode"]
@@ -47,7 +48,10 @@ RESPONSE_RECORDS = web.AppKey("response_records", ResponseRecords)
 class MemoryResponseRecords:
     """Responses in process memory, the oldest forgotten beyond ``max_entries``.
 
-    Nothing survives a restart and workers do not share it; the store's database does both.
+    Kept as JSON bytes, as a database would keep them: what is read back is a fresh copy that
+    no later change to the answer can reach, and data that is not JSON fails on writing here
+    as it would there. Nothing survives a restart and workers do not share it; the store's
+    database does both.
     """
 
     def __init__(self, mode: StoreMode = "on_request", max_entries: int = 1000) -> None:
@@ -55,20 +59,23 @@ class MemoryResponseRecords:
             raise ValueError("max_entries must be at least 1")
         self.mode: StoreMode = mode
         self.max_entries = max_entries
-        self._records: collections.OrderedDict[str, tuple[str, int, dict[str, Any]]] = collections.OrderedDict()
+        self._records: collections.OrderedDict[str, tuple[str, int, bytes]] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._records)
 
     async def put_response(self, response_id: str, key_id: str, created_at: int, data: dict[str, Any]) -> None:
-        self._records[response_id] = (key_id, created_at, data)
+        self._records[response_id] = (key_id, created_at, orjson.dumps(data))
         self._records.move_to_end(response_id)
         while len(self._records) > self.max_entries:
             self._records.popitem(last=False)
 
     async def get_response(self, response_id: str, key_id: str) -> dict[str, Any] | None:
         found = self._records.get(response_id)
-        return found[2] if found is not None and found[0] == key_id else None
+        if found is None or found[0] != key_id:
+            return None
+        data: dict[str, Any] = orjson.loads(found[2])
+        return data
 
     async def delete_response(self, response_id: str, key_id: str) -> bool:
         found = self._records.get(response_id)

@@ -11,6 +11,10 @@ async def test_a_record_is_visible_only_to_its_key() -> None:
     records: ResponseRecords = MemoryResponseRecords()
     await records.put_response("resp_1", "alice", 1, {"response": {"id": "resp_1"}})
     assert await records.get_response("resp_1", "alice") == {"response": {"id": "resp_1"}}
+    copy = await records.get_response("resp_1", "alice")
+    assert copy is not None
+    copy["response"]["id"] = "changed"  # a copy: the record stays as kept
+    assert await records.get_response("resp_1", "alice") == {"response": {"id": "resp_1"}}
     assert await records.get_response("resp_1", "bob") is None
     assert await records.delete_response("resp_1", "bob") is False
     assert await records.get_response("resp_1", "alice") is not None

@@ -138,6 +138,8 @@ def _items(items: list[Any], where: str, new_id: NewId | None,
             if last is None or last["role"] != "assistant" or (thinking and last.get("content")):
                 last = {"role": "assistant", "content": ""}
                 out.append(last)
+            else:  # joins the turn before it, as a copy: that may be a stored message
+                last = out[-1] = {**last, "tool_calls": list(last.get("tool_calls") or ())}
             if thinking:
                 last["thinking"] = "\n".join(thinking)
                 thinking = []

@@ -271,3 +271,11 @@ def test_item_ids_name_their_response() -> None:
     with pytest.raises(InvalidRequest) as info:
         references([{"type": "item_reference"}])
     assert info.value.param == "input[0].id"
+
+
+def test_a_call_joining_a_stored_turn_leaves_the_stored_message_alone() -> None:
+    stored = {"role": "assistant", "content": "Let me check."}
+    history = [{"role": "user", "content": "q"}, stored]
+    body = translate({"input": [CALL, {"type": "function_call_output", "call_id": "call_a", "output": "1"}]}, history)
+    assert body["messages"][1]["tool_calls"][0]["id"] == "call_a"
+    assert stored == {"role": "assistant", "content": "Let me check."}
