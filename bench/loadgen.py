@@ -35,6 +35,9 @@ from bench import procstat
 from bench._common import LOOPBACK, check_loopback, install_uvloop, raise_nofile
 
 TOK = b"tok "
+# The Responses API repeats the whole text in its closing events (output_text.done, the
+# completed response): only its delta events count as relayed tokens.
+RESPONSES_TOK = b'"delta":"tok '
 MAX_REQUESTS = 5_000_000  # hard bound on any closed loop
 
 perf = time.perf_counter
@@ -43,9 +46,10 @@ perf = time.perf_counter
 class Stats:
     """Counters shared by all connections; snapshotted at window edges."""
 
-    __slots__ = ("bytes", "errors", "responses", "sent", "tokens")
+    __slots__ = ("bytes", "errors", "responses", "sent", "tok", "tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, tok: bytes = TOK) -> None:
+        self.tok = tok  # the token marker counted in response bodies
         self.tokens = 0
         self.responses = 0
         self.errors = 0
@@ -82,7 +86,8 @@ class Client(asyncio.Protocol):
         self.res: Result | None = None
         self.left = 0  # Content-Length bytes left, or bytes left in current chunk
         self.skip = 0  # CRLF bytes to skip after a chunk
-        self.carry = b""  # last 3 payload bytes: a token marker may straddle reads
+        self.carry = b""  # last len(tok)-1 payload bytes: a token marker may straddle reads
+        self.tok = stats.tok
         self.close_after = False
         self.dead = False
         self.first: asyncio.Future[None] | None = None  # hold mode: set at the first token
@@ -178,16 +183,18 @@ class Client(asyncio.Protocol):
 
     def _count(self, data: bytes, a: int, b: int) -> int:
         """Token markers in data[a:b], including one straddling the previous segment."""
-        c = data.count(TOK, a, b)
+        tok = self.tok
+        k = len(tok) - 1
+        c = data.count(tok, a, b)
         carry = self.carry
         if carry:
-            c += (carry + data[a : a + 3]).count(TOK)
+            c += (carry + data[a : a + k]).count(tok)
         if data[b - 1] == 10:  # frames end in \n: nothing can straddle (the common case)
             self.carry = b""
-        elif b - a >= 3:
-            self.carry = data[b - 3 : b]
+        elif b - a >= k:
+            self.carry = data[b - k : b]
         else:
-            self.carry = (carry + data[a:b])[-3:]
+            self.carry = (carry + data[a:b])[-k:]
         return c
 
     def _cl(self, data: bytes) -> None:
@@ -296,6 +303,9 @@ def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int)
             "stream": stream,
             "options": {"num_predict": max_tokens},
         }
+    elif api == "responses":
+        path = b"/v1/responses"
+        body = {"model": "bench", "input": "hi", "stream": stream, "max_output_tokens": max_tokens}
     else:
         path = b"/v1/chat/completions"
         body = {
@@ -399,7 +409,7 @@ def check_result(res: Result, expect_tokens: int, out: dict[str, Any]) -> bool:
 
 async def mode_rate(a: argparse.Namespace) -> dict[str, Any]:
     """Closed loop: C connections each issuing back-to-back requests; measure a window."""
-    stats = Stats()
+    stats = Stats(RESPONSES_TOK if a.api == "responses" else TOK)
     req = build_request(a.host, a.port, a.api, a.stream, a.max_tokens)
     probe = Probe(a.pids, a.aux_pids)
     out: dict[str, Any] = {
@@ -683,9 +693,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--api",
-        choices=("openai", "ollama"),
+        choices=("openai", "ollama", "responses"),
         default="openai",
-        help="openai: POST /v1/chat/completions; ollama: POST /api/chat (direct)",
+        help="openai: POST /v1/chat/completions; ollama: POST /api/chat (direct); "
+        "responses: POST /v1/responses (rate mode)",
     )
     ap.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--max-tokens", type=int, default=100)

@@ -39,16 +39,19 @@ PY = sys.executable
 
 TARGETS = ("passthrough", "naive", "proxy")
 LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy"}
-ROWS = ("nonstream", "pool2", "one_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
+ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
 PHASES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "streams200", "ttft", "ttfb")),
+    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "ttft", "ttfb")),
     ("paced", 20.0, ("paced_cpu",)),
     ("hold", 1000.0, ("rss",)),
 )
 WITH_DIRECT = {"nonstream", "one_stream", "streams200", "ttft", "ttfb"}
 INTERLEAVED = {"ttft", "ttfb"}  # all endpoints in one load-generator run, taking turns
+# Rows only the proxy can serve (the references speak chat completions only), each measured
+# against another row of the proxy's: the Responses stream against the chat stream.
+PROXY_ONLY = {"resp_stream": "one_stream"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +355,12 @@ def params(quick: bool) -> dict[str, dict[str, Any]]:
             "warmup": 0.3 if q else 0.5,
             "duration": 0.8 if q else 4.0,
         },
+        "resp_stream": {  # one_stream's load over POST /v1/responses
+            "conns": 1,
+            "max_tokens": 2000,
+            "warmup": 0.3 if q else 0.5,
+            "duration": 0.8 if q else 4.0,
+        },
         "streams200": {
             "conns": 200,
             "max_tokens": 200,
@@ -398,7 +407,9 @@ def measure(
     """
     _, api, port = eps[0]
     multi = [x for name, a, pt in eps for x in ("--endpoint", f"{name}={a}:{pt}")]
-    if row in ("nonstream", "one_stream", "streams200", "paced_cpu"):
+    if row == "resp_stream":
+        api = "responses"
+    if row in ("nonstream", "one_stream", "resp_stream", "streams200", "paced_cpu"):
         args = [
             "--conns",
             str(p["conns"]),
@@ -470,7 +481,7 @@ def value_of(row: str, raw: dict[str, Any]) -> Any:
     if row == "pool2":
         one, two = raw.get("one_req_per_s"), raw.get("req_per_s")
         return {"one": one, "two": two} if one and two else None
-    if row in ("one_stream", "streams200"):
+    if row in ("one_stream", "resp_stream", "streams200"):
         return raw.get("tokens_per_s")
     if row == "paced_cpu":
         return raw.get("server_cpu_us_per_token")
@@ -493,6 +504,7 @@ TARGET_TEXT = {
     "nonstream": "≥ 0.7×bytes-only",
     "pool2": "≥ 0.95×pool of 1",
     "one_stream": "≥ 0.40",
+    "resp_stream": "≥ 0.90×chat",
     "streams200": "≥ 0.60",
     "paced_cpu": "≤ 1.25",
     "ttft": "≤ 0.4 ms",
@@ -503,6 +515,7 @@ TITLE = {
     "nonstream": "non-stream req/s (ratio vs direct)",
     "pool2": "non-stream req/s, pool of 2 / pool of 1",
     "one_stream": "1 stream, chunks/s (vs bytes-only)",
+    "resp_stream": "1 Responses stream, deltas/s (vs chat)",
     "streams200": "200 streams, chunks/s (vs bytes-only)",
     "paced_cpu": "paced 20ms: CPU µs/chunk (vs bytes-only)",
     "ttft": "added TTFT c=1, p50 (direct: raw)",
@@ -579,6 +592,21 @@ def compute(row: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     return vals, ratios, verdict
 
 
+def relate_rows(rows: dict[str, Any]) -> None:
+    """A proxy-only row's ratio and verdict against the proxy's value in its reference row."""
+    for row, reference in PROXY_ONLY.items():
+        if row not in rows:
+            continue
+        px = rows[row]["values"].get("proxy")
+        base = rows.get(reference, {}).get("values", {}).get("proxy")
+        if px is None or not base:
+            rows[row]["verdict"] = f"n/a (needs {reference})" if px is not None else "no data"
+            continue
+        ratio = px / base
+        rows[row]["ratios"] = {"proxy": ratio}
+        rows[row]["verdict"] = f"{'PASS' if ratio >= 0.9 else 'MISS'} ({ratio:.2f}×chat)"
+
+
 # ---------------------------------------------------------------------------------------------
 # output
 
@@ -590,7 +618,7 @@ def fmt_num(row: str, v: Any) -> str:
         return "/".join(f"{v[k]:.0f}" for k in v)
     if row == "pool2":
         return f"{v['two']:.0f}/{v['one']:.0f}"
-    if row in ("nonstream", "one_stream", "streams200"):
+    if row in ("nonstream", "one_stream", "resp_stream", "streams200"):
         return f"{v / 1000:.1f}k" if v >= 10000 else f"{v:.0f}"
     if row == "paced_cpu":
         return f"{v:.1f} µs"
@@ -901,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
             "verdict": verdict,
             "raw": raws[row],
         }
+    relate_rows(result["rows"])
     result["targets"] = targets + (
         ["proxy"] if "proxy" in a.target_list and "proxy" not in targets else []
     )
@@ -954,6 +983,8 @@ def run_phase(
                 measure_pool2(cfg, up, procs, p[row], raws[row], errors)
                 continue
             order = (["direct"] if row in WITH_DIRECT else []) + targets
+            if row in PROXY_ONLY:
+                order = [t for t in order if t == "proxy"]
             if row in INTERLEAVED:
                 eps = [("direct", "ollama", up.port)] + [
                     (t, "openai", procs[t].port) for t in targets if t in procs

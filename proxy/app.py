@@ -15,6 +15,12 @@ from .handlers.embeddings import embeddings
 from .handlers.health import health_probe_ctx, liveness, readiness
 from .handlers.models import list_models, model_catalog_ctx, retrieve_model
 from .handlers.passthrough import passthrough
+from .handlers.responses import (
+    create_response,
+    delete_response,
+    list_input_items,
+    retrieve_response,
+)
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
 from .outcome import OUTCOME_LISTENERS
@@ -46,6 +52,10 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", create_response)
+    app.router.add_get("/v1/responses/{response_id}", retrieve_response)
+    app.router.add_delete("/v1/responses/{response_id}", delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{id:.+}", retrieve_model)  # ids hold "/" and ":"
     app.router.add_get("/v1/health", readiness)  # add_get also answers HEAD

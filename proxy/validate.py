@@ -150,6 +150,19 @@ RULES: tuple[Rule, ...] = (
     # containers before depth: the count bounds the cost of the depth walk
     Rule("max_json_containers", _ARGS,                              json_containers, "objects and arrays", "each",  "json_too_large"),
     Rule("max_json_depth",      _ARGS,                              json_depth,      "levels of nesting",  "each",  "json_too_deep"),
+    # /v1/responses: the same limits where its body holds the same things (chat bodies have no
+    # "input" or "instructions", so these rows cost chat one dict lookup each)
+    Rule("max_messages",        "input",                            length,          "items",              "each",  "array_above_max_length"),
+    Rule("max_message_chars",   "input",                            text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_message_chars",   "instructions",                     text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_message_chars",   "input[*].content",                 text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_total_chars",     "input[*].content",                 text_chars,      "characters",         "total", "string_above_max_length"),
+    Rule("max_message_chars",   "input[*].output",                  text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_images",          "input[*].content[*].image_url",    one,             "images",             "total", "array_above_max_length"),
+    Rule("max_image_bytes",     "input[*].content[*].image_url",    image_bytes,     "bytes",              "each",  "image_too_large"),
+    Rule("max_tokens",          "max_output_tokens",                tokens,          "tokens",             "each",  "integer_above_max_value"),
+    Rule("max_json_containers", "input[*].arguments",               json_containers, "objects and arrays", "each",  "json_too_large"),
+    Rule("max_json_depth",      "input[*].arguments",               json_depth,      "levels of nesting",  "each",  "json_too_deep"),
 )  # fmt: skip
 
 _STAR = object()  # "[*]" in a compiled path

@@ -117,6 +117,7 @@ async def test_model_gates_answer_404_and_403(start_proxy: Start, fake_ollama: F
 GATED_ROUTES = [
     ("legacy completions", "/v1/completions", {"prompt": "hi"}),
     ("embeddings", "/v1/embeddings", {"input": "hi"}),
+    ("responses", "/v1/responses", {"input": "hi"}),
     ("native chat pass-through", "/api/chat", {"messages": USER, "stream": False}),
     ("native embed pass-through", "/api/embed", {"input": "hi"}),
 ]
