@@ -27,6 +27,7 @@ from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
 from ..middleware import request_id
 from ..outcome import CLIENT_CLOSED, Outcome, account
+from ..pool import Pool
 from ..responses_store import RESPONSE_RECORDS, ResponseRecords
 from ..sse import start_event_stream
 from ..translate.responses import (
@@ -158,7 +159,7 @@ class Keeping:
         await self.records.put_response(done["id"], self.key_id, done["created_at"], data)
 
 
-async def _relay(request: web.Request, client: OllamaClient, upstream: aiohttp.ClientResponse,
+async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
                  state: ResponsesStream, outcome: Outcome, keep: Keeping | None) -> web.StreamResponse:
     """Ollama's NDJSON → Responses events, each read's events in one write, at once.
 
