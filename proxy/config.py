@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -23,6 +24,7 @@ __all__ = [
     "AdmissionConfig",
     "Config",
     "ConfigError",
+    "ConsoleConfig",
     "HealthConfig",
     "LimitsConfig",
     "LogConfig",
@@ -240,6 +242,27 @@ class PassthroughConfig:
     )
 
 
+CONSOLE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console (``proxy/console/``): static files only, on top of the public APIs.
+
+    ``enabled``: ``None`` (the default) serves it when the proxy listens on a loopback address
+    only, where just this machine's users reach it; set ``true`` to serve it on any address.
+    ``path``: where it is served, an absolute path ending in "/", outside ``/v1/`` and ``/api/``.
+    """
+
+    enabled: bool | None = None
+    path: str = checked(
+        "/console/",
+        lambda v: CONSOLE_PATH.fullmatch(v) is not None and not v.startswith(("/v1/", "/api/"))
+        and not {".", ".."} & set(v.split("/")),
+        'an absolute path ending in "/" (letters, digits, ._~-), outside /v1/ and /api/',
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the default with no file."""
@@ -253,6 +276,7 @@ class Config:
     health: HealthConfig = HealthConfig()
     models: ModelsConfig = ModelsConfig()
     passthrough: PassthroughConfig = PassthroughConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
