@@ -48,9 +48,9 @@ export function stackedBars(host, { title, unit, labels, series }) {
   const every = Math.max(1, Math.ceil(labels.length / Math.max(1, Math.floor(plotW / (narrow ? 74 : 88)))));
   labels.forEach((label, i) => {
     if (i % every) return;
-    axis.append(svg("text", {
-      x: margin.left + band * (i + 0.5), y: height - margin.bottom + 18, "text-anchor": "middle",
-    }, label));
+    const half = label.length * 3.4;  // about half the label's width at 12px: keep it inside
+    const x = Math.min(Math.max(margin.left + band * (i + 0.5), half + 2), width - half - 2);
+    axis.append(svg("text", { x, y: height - margin.bottom + 18, "text-anchor": "middle" }, label));
   });
   axis.append(svg("line", {
     x1: margin.left, x2: width - margin.right, y1: y(0), y2: y(0), class: "baseline",

@@ -1,0 +1,244 @@
+"""The console in headless Chromium against the real proxy and the stand-in Ollama.
+
+Each view is driven as a user would (click, type, wait for what appears) and photographed at
+1280×800; the checks read the DOM, and the stand-in tells what reached Ollama.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Page
+
+from proxy.app import create_app
+from proxy.outcome import OUTCOME_LISTENERS, Outcome
+from tests.conftest import make_config
+from tests.console.conftest import PHONE, screenshot
+from tests.fake_ollama import VERSION, FakeOllama, Reply
+
+WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
+
+
+@pytest.fixture
+async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.Application]]:
+    """The proxy with the test-only stand-ins below registered before it starts."""
+    app = create_app(make_config(fake_ollama.url, {"health": {"interval": 0}}))
+    usage = UsageStandIn()
+    app[OUTCOME_LISTENERS].append(usage.record)
+    app[USAGE] = usage
+    app.router.add_get("/v1/organization/usage/completions", usage.handle)
+    app.router.add_get("/metrics", metrics_stand_in)
+    server = TestServer(app)
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}", app
+    await server.close()
+
+
+# --------------------------------------------------------------------------------------------
+# TEST-ONLY STAND-INS, to be swapped at merge:
+#  * UsageStandIn answers GET /v1/organization/usage/completions in OpenAI's page/bucket/result
+#    shape from the Outcomes this proxy reported. At merge, drop it (and its two lines in
+#    proxy_app) and enable the real store (issue 10) in proxy_app's config instead; the test
+#    body stays the same.
+#  * metrics_stand_in answers GET /metrics with the two series the health view reads. At merge,
+#    drop it and enable the real metrics (issue 11).
+# --------------------------------------------------------------------------------------------
+class UsageStandIn:
+    """OpenAI's completions Usage API over the outcomes seen, bucketed by UTC day."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, Outcome]] = []
+        self.told = asyncio.Event()
+
+    def record(self, outcome: Outcome) -> None:
+        self.rows.append((time.time(), outcome))
+        self.told.set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        query = request.query
+        start, end = int(query["start_time"]), int(query.get("end_time", time.time()))
+        assert query.get("bucket_width") == "1d" and query.get("group_by") == "model,api_key_id"
+        data = []
+        for day in range(start, end, 86400):
+            groups: dict[tuple[str, str], dict[str, Any]] = {}
+            for at, o in self.rows:
+                if day <= at < day + 86400:
+                    r = groups.setdefault((o.model, o.key_id), {
+                        "object": "organization.usage.completions.result", "input_tokens": 0,
+                        "output_tokens": 0, "input_cached_tokens": 0, "num_model_requests": 0,
+                        "project_id": None, "user_id": None, "api_key_id": o.key_id,
+                        "model": o.model, "batch": None})
+                    r["input_tokens"] += o.prompt_tokens
+                    r["output_tokens"] += o.completion_tokens
+                    r["num_model_requests"] += 1
+            data.append({"object": "bucket", "start_time": day, "end_time": day + 86400,
+                         "results": list(groups.values())})
+        return web.json_response({"object": "page", "data": data, "has_more": False, "next_page": None})
+
+
+USAGE = web.AppKey("test_usage_stand_in", UsageStandIn)
+
+
+async def metrics_stand_in(request: web.Request) -> web.Response:
+    return web.Response(text=(
+        "# TYPE ollama_proxy_requests_in_flight gauge\n"
+        'ollama_proxy_requests_in_flight{model="qwen3:8b"} 2\n'
+        'ollama_proxy_requests_in_flight{model="llama3.2:latest"} 1\n'
+        "# TYPE ollama_proxy_admission_waiting gauge\n"
+        "ollama_proxy_admission_waiting 3\n"), content_type="text/plain")
+# ------------------------------------------------------------------ end of test-only stand-ins
+
+
+async def open_view(page: Page, base: str, view: str) -> None:
+    await page.goto(f"{base}/console/#{view}")
+    await page.wait_for_selector(f"#view-{view}:not([hidden])", timeout=WAIT_MS)
+
+
+async def pick_model(page: Page, model: str) -> None:
+    await page.wait_for_selector(f'#model option[value="{model}"]', state="attached", timeout=WAIT_MS)
+    await page.select_option("#model", model)
+
+
+# Records the answer's text each time the DOM changes, to see it grow frame by frame.
+WATCH_ANSWER = """() => {
+  window.answerLengths = [];
+  new MutationObserver(() => {
+    const node = document.querySelector(".message.assistant:last-child .content");
+    const n = node ? node.textContent.length : 0;
+    if (n && n !== window.answerLengths.at(-1)) window.answerLengths.push(n);
+  }).observe(document.getElementById("transcript"), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+async def test_playground_streams_the_answer_frame_by_frame(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
+        tmp_path: Path) -> None:
+    base, _ = proxy_app
+    pieces = ["The ", "sky ", "looks ", "blue ", "because ", "air ", "scatters ", "short ",
+              "waves ", "most."]
+    fake_ollama.push(Reply(chunks=pieces, thinking="Rayleigh scattering, keep it short.",
+                           line_delay=0.08, prompt_eval_count=11, eval_count=len(pieces)))
+    await open_view(page, base, "playground")
+    await pick_model(page, "qwen3:8b")
+    assert "context 40,960 tokens" in await page.inner_text("#model-info")
+    assert "thinking" in await page.inner_text("#model-info")
+    await page.fill("#system", "Answer in one sentence.")
+    await page.fill("#user", "Why is the sky blue?")
+    await page.evaluate(WATCH_ANSWER)
+    await page.click("#send")
+    stats = page.locator(".message.assistant .stats-line")
+    await stats.filter(has_text="tokens/s").wait_for(timeout=WAIT_MS)
+
+    assert await page.inner_text(".message.assistant .content") == "".join(pieces)
+    lengths = await page.evaluate("window.answerLengths")
+    assert len(lengths) >= 5, f"the answer appeared in {len(lengths)} steps, not streamed: {lengths}"
+    assert lengths == sorted(lengths) and lengths[-1] == len("".join(pieces))
+    # Collapsed once the answer began, but there: shown apart from the answer.
+    assert "Rayleigh scattering" in (await page.text_content(".message.assistant .reasoning-text") or "")
+    assert not await page.get_attribute(".message.assistant .reasoning", "open")
+    stats_text = await stats.inner_text()
+    assert "first token" in stats_text
+    assert f"11 prompt + {len(pieces)} completion = {11 + len(pieces)} tokens" in stats_text
+    # What reached Ollama: the system and user messages, the chosen model.
+    path, body = fake_ollama.requests[-1]
+    assert path == "/api/chat" and body["model"] == "qwen3:8b"
+    assert [m["content"] for m in body["messages"]] == ["Answer in one sentence.", "Why is the sky blue?"]
+    # The conversation is kept in the browser.
+    saved = await page.evaluate("JSON.parse(localStorage.getItem('ollama-proxy-console.conversations'))")
+    assert saved[0]["messages"][-1]["content"] == "".join(pieces)
+    await page.click(".message.assistant .reasoning summary")  # open the reasoning for the picture
+    await screenshot(page, tmp_path, "playground")
+
+
+async def test_stop_closes_the_upstream_request(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+    base, _ = proxy_app
+    words = [f"word{i} " for i in range(200)]
+    fake_ollama.push(Reply(chunks=words, line_delay=0.1))
+    await open_view(page, base, "playground")
+    await pick_model(page, "llama3.2:latest")
+    await page.fill("#user", "Talk for a long time.")
+    await page.click("#send")
+    await page.wait_for_function(
+        "document.querySelector('.message.assistant .content')?.textContent.length > 0", timeout=WAIT_MS)
+    assert fake_ollama.open_streams == 1
+    await page.click("#stop")
+    await asyncio.wait_for(fake_ollama.stream_closed.wait(), WAIT_MS / 1000)
+    assert fake_ollama.client_disconnects == 1
+    await page.locator("#chat-status", has_text="Stopped.").wait_for(timeout=WAIT_MS)
+    shown = await page.inner_text(".message.assistant .content")
+    assert 0 < len(shown) < len("".join(words))
+    assert "stopped" in await page.inner_text(".message.assistant .stats-line")
+    assert await page.is_enabled("#send") and not await page.is_enabled("#stop")
+
+
+async def test_usage_chart_shows_the_tokens_ollama_reported(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
+        tmp_path: Path) -> None:
+    base, app = proxy_app
+    usage = app[USAGE]
+    fake_ollama.push(Reply(content="one two three", prompt_eval_count=120, eval_count=30),
+                     Reply(content="four five", prompt_eval_count=80, eval_count=20),
+                     Reply(content="six", prompt_eval_count=40, eval_count=10))
+    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as sdk:
+        for model in ["llama3.2", "qwen3:8b", "qwen3:8b"]:
+            await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    assert len(usage.rows) == 3
+    await open_view(page, base, "usage")
+    await page.wait_for_selector("#usage-tokens svg rect[data-series]", timeout=WAIT_MS)
+
+    async def bars(chart: str) -> dict[str, int]:
+        pairs = await page.eval_on_selector_all(
+            f"#{chart} svg rect[data-series]", "rs => rs.map(r => [r.dataset.series, Number(r.dataset.value)])")
+        totals: dict[str, int] = {}
+        for name, value in pairs:
+            totals[name] = totals.get(name, 0) + value
+        return totals
+
+    assert await bars("usage-tokens") == {"llama3.2": 150, "qwen3:8b": 150}
+    assert await bars("usage-requests") == {"llama3.2": 1, "qwen3:8b": 2}
+    assert await bars("usage-keys") == {"anonymous": 300}
+    total_row = await page.inner_text("#usage-tokens tbody tr:last-child")
+    assert total_row.split("\t")[-1].strip() == "300"
+    assert (await page.text_content("#usage-tokens svg .unit")) == "tokens"
+    legend = await page.inner_text("#usage-tokens .legend")
+    assert "llama3.2" in legend and "qwen3:8b" in legend
+    # CSV of the chart's table.
+    async with page.expect_download() as info:
+        await page.click("#usage-tokens button")
+    csv = Path(await (await info.value).path()).read_text()
+    assert csv.splitlines()[0].startswith("Day (UTC),") and csv.splitlines()[-1].endswith(",300")
+    await screenshot(page, tmp_path, "usage")
+    # The same view at phone width: the chart is redrawn to fit, nothing overflows the page.
+    await page.set_viewport_size(PHONE)
+    await page.wait_for_function(
+        f"document.querySelector('#usage-tokens svg').getAttribute('width') <= {PHONE['width']}",
+        timeout=WAIT_MS)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await screenshot(page, tmp_path, "usage-phone")
+
+
+async def test_health_view_shows_a_stopped_server_as_down(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
+        tmp_path: Path) -> None:
+    base, _ = proxy_app
+    await open_view(page, base, "health")
+    await page.select_option("#health-refresh", "2")
+    card = page.locator(".server")
+    await card.locator(".pill.up").wait_for(timeout=WAIT_MS)
+    assert VERSION in await card.inner_text()
+    proxy_card = await page.inner_text("#proxy-card")
+    assert "In flight\n3" in proxy_card and "Waiting in queue\n3" in proxy_card
+    await screenshot(page, tmp_path, "health")
+    await fake_ollama.stop()
+    await card.locator(".pill.down").wait_for(timeout=WAIT_MS)  # the next refresh sees it
+    assert "down" in await card.inner_text()
+    assert await page.locator(".server .error").count() == 1
