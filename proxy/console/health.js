@@ -1,10 +1,12 @@
 // The health view: every Ollama server from /v1/health, and the proxy's own load from /metrics
 // when metrics are on, refreshed every few seconds while the view is open.
 //
-// /v1/health is read in two shapes (snake_case or camelCase keys):
-//   one server:  {status, reason?, ollama: {reachable, version, latency_ms, models?}}
-//   a pool:      {status, servers: [{name, url?, reachable, version, latency_ms, reason?,
-//                 models: [{name, size, size_vram, expires_at}]}]}
+// /v1/health is read in these shapes (snake_case or camelCase keys):
+//   one server:  {status, reason?, ollama: {reachable, version, latency_ms}}
+//   a pool:      {status, reason?, upstreams: [{name, reachable, eligible, version, latency_ms,
+//                 error, in_flight, ejected_for_s, models: <count>,
+//                 loaded: [{model, size, size_vram, expires_at}]}]}
+//   (also accepted: `servers` for `upstreams`, `models` as the loaded list, `name` for `model`)
 // /metrics (Prometheus text): ollama_proxy_requests_in_flight{model} and
 // ollama_proxy_admission_waiting.
 
@@ -24,7 +26,9 @@ function model(m) {
 }
 
 function server(s, fallbackName, reason) {
-  const models = s.models ?? pick(s, "loaded_models", "loadedModels") ?? null;
+  const models = [s.loaded, s.models].find(Array.isArray) ?? null;  // pool: models is a count
+  const inFlight = pick(s, "in_flight", "inFlight");
+  const ejected = pick(s, "ejected_for_s", "ejectedForS");
   return {
     name: s.name ?? s.url ?? pick(s, "base_url", "baseUrl") ?? fallbackName,
     url: s.url ?? pick(s, "base_url", "baseUrl") ?? null,
@@ -32,14 +36,17 @@ function server(s, fallbackName, reason) {
     version: s.version ?? null,
     latency: pick(s, "latency_ms", "latencyMs") ?? null,
     reason: s.reason ?? s.error ?? reason ?? null,
-    models: Array.isArray(models) ? models.map(model) : null,
+    models: models ? models.map(model) : null,
+    inFlight: typeof inFlight === "number" ? inFlight : null,
+    ejectedFor: typeof ejected === "number" ? ejected : null,
   };
 }
 
 /** The servers of a /v1/health body, whichever shape it has. */
 export function serversOf(body) {
   if (!body || typeof body !== "object") return [];
-  if (Array.isArray(body.servers)) return body.servers.map((s, i) => server(s, `server ${i + 1}`));
+  const list = [body.upstreams, body.servers].find(Array.isArray);
+  if (list) return list.map((s, i) => server(s, `server ${i + 1}`));
   if (body.ollama && typeof body.ollama === "object") {
     return [server(body.ollama, "ollama", body.status === "ok" ? null : body.reason)];
   }
@@ -95,7 +102,9 @@ function serverCard(s) {
     s.url && s.url !== s.name ? el("p", { class: "muted" }, s.url) : null,
     el("div", { class: "stats" },
       stat("Version", s.version ?? "—"),
-      stat("Latency", s.latency === null ? "—" : millis(Number(s.latency)))),
+      stat("Latency", s.latency === null ? "—" : millis(Number(s.latency))),
+      s.inFlight === null ? null : stat("In flight", String(s.inFlight)),
+      s.ejectedFor === null ? null : stat("Ejected for", `${Math.ceil(s.ejectedFor)} s`)),
     s.reason && !s.reachable ? el("p", { class: "error" }, s.reason) : null,
     models);
 }

@@ -7,6 +7,9 @@ Each view is driven as a user would (click, type, wait for what appears) and pho
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,28 +19,37 @@ import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from PIL import Image
 from playwright.async_api import Page
 
 from proxy.app import create_app
 from proxy.outcome import OUTCOME_LISTENERS, Outcome
 from tests.conftest import make_config
 from tests.console.conftest import PHONE, screenshot
-from tests.fake_ollama import VERSION, FakeOllama, Reply
+from tests.fake_ollama import VERSION, FakeOllama, Reply, ToolCall
 
 WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
 
 
-@pytest.fixture
-async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.Application]]:
+async def start_proxy(fake: FakeOllama, *, key: str | None = None) -> tuple[TestServer, web.Application]:
     """The proxy with the test-only stand-ins below registered before it starts."""
-    app = create_app(make_config(fake_ollama.url, {"health": {"interval": 0}}))
+    app = create_app(make_config(fake.url, {"health": {"interval": 0}}))
     usage = UsageStandIn()
     app[OUTCOME_LISTENERS].append(usage.record)
     app[USAGE] = usage
     app.router.add_get("/v1/organization/usage/completions", usage.handle)
     app.router.add_get("/metrics", metrics_stand_in)
+    if key is not None:
+        app[SEEN_AUTH] = []
+        app.middlewares.append(require_key(key))
     server = TestServer(app)
     await server.start_server()
+    return server, app
+
+
+@pytest.fixture
+async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.Application]]:
+    server, app = await start_proxy(fake_ollama)
     yield f"http://127.0.0.1:{server.port}", app
     await server.close()
 
@@ -94,6 +106,26 @@ async def metrics_stand_in(request: web.Request) -> web.Response:
         'ollama_proxy_requests_in_flight{model="llama3.2:latest"} 1\n'
         "# TYPE ollama_proxy_admission_waiting gauge\n"
         "ollama_proxy_admission_waiting 3\n"), content_type="text/plain")
+SEEN_AUTH = web.AppKey("test_seen_authorization", list[str])
+
+
+def require_key(key: str) -> Any:
+    """Stands in for API keys (issue 9): /v1/* needs ``Bearer <key>``, else OpenAI's 401.
+    At merge, drop it and configure a real key in start_proxy instead."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and request.path != "/v1/health":
+            sent = request.headers.get("Authorization", "")
+            request.app[SEEN_AUTH].append(sent)
+            if sent != f"Bearer {key}":
+                return web.json_response({"error": {
+                    "message": "Incorrect API key provided.", "type": "invalid_request_error",
+                    "param": None, "code": "invalid_api_key"}}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
 # ------------------------------------------------------------------ end of test-only stand-ins
 
 
@@ -242,3 +274,69 @@ async def test_health_view_shows_a_stopped_server_as_down(
     await card.locator(".pill.down").wait_for(timeout=WAIT_MS)  # the next refresh sees it
     assert "down" in await card.inner_text()
     assert await page.locator(".server .error").count() == 1
+
+
+async def test_a_401_asks_for_a_key_kept_for_the_tab_only(fake_ollama: FakeOllama, page: Page) -> None:
+    server, app = await start_proxy(fake_ollama, key="sk-console-test")
+    try:
+        await page.goto(f"http://127.0.0.1:{server.port}/console/#playground")
+        dialog = page.locator("#key-dialog")
+        await dialog.wait_for(timeout=WAIT_MS)  # /v1/models answered 401
+        assert "Incorrect API key provided." in await dialog.inner_text()
+        await page.fill("#key-input", "sk-console-test")
+        await page.click("#key-form button[type=submit]")
+        await pick_model(page, "llama3.2:latest")  # the list came with the key
+        assert app[SEEN_AUTH][0] == "" and app[SEEN_AUTH][-1] == "Bearer sk-console-test"
+        assert await page.evaluate("sessionStorage.getItem('ollama-proxy-console.api-key')") == "sk-console-test"
+        assert "sk-console-test" not in await page.evaluate("JSON.stringify(localStorage)")
+        # The key goes only to this origin: a call elsewhere is refused before it is made.
+        refused = await page.evaluate("""async () => {
+            const api = await import('/console/api.js');
+            try { await api.call('http://198.51.100.1:9/v1/models'); return 'sent'; }
+            catch (e) { return e.message; } }""")
+        assert refused.startswith("refusing to call another origin")
+    finally:
+        await server.close()
+
+
+async def test_tool_calls_are_shown_as_blocks(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+    base, _ = proxy_app
+    fake_ollama.push(Reply(content="", tool_calls=[ToolCall("get_weather", {"city": "Paris"}, "call_7")]))
+    await open_view(page, base, "playground")
+    await pick_model(page, "llama3.2:latest")
+    await page.click(".tools-box summary")
+    await page.fill("#tools", json.dumps([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]))
+    await page.fill("#user", "Weather in Paris?")
+    await page.click("#send")
+    block = page.locator(".message.assistant .tool-call")
+    await block.wait_for(timeout=WAIT_MS)
+    text = await block.inner_text()
+    assert "get_weather" in text and "call_7" in text and '"city": "Paris"' in text
+    assert fake_ollama.requests[-1][1]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_a_dropped_image_is_sent_as_a_data_url(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+    base, _ = proxy_app
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(png, "PNG")
+    encoded = base64.b64encode(png.getvalue()).decode()
+    fake_ollama.push(Reply(content="A red square."))
+    await open_view(page, base, "playground")
+    await pick_model(page, "hf.co/org/repo:Q4_K_M")
+    await page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "red.png", {type: "image/png"}));
+        document.getElementById("dropzone").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", encoded)
+    await page.wait_for_selector("#images img", timeout=WAIT_MS)
+    await page.fill("#user", "What is this?")
+    await page.click("#send")
+    await page.locator(".message.assistant .stats-line", has_text="tokens").wait_for(timeout=WAIT_MS)
+    [user] = [m for m in fake_ollama.requests[-1][1]["messages"] if m["role"] == "user"]
+    assert user["content"] == "What is this?" and user["images"] == [encoded]
+    assert await page.locator(".message.user img").count() == 1
