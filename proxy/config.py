@@ -249,12 +249,12 @@ CONSOLE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
 class ConsoleConfig:
     """The web console (``proxy/console/``): static files only, on top of the public APIs.
 
-    ``enabled``: ``None`` (the default) serves it when the proxy listens on a loopback address
-    only, where just this machine's users reach it; set ``true`` to serve it on any address.
+    ``enabled``: ``"auto"`` (the default) serves it when the proxy listens on a loopback address
+    only, where just this machine's users reach it; ``true`` serves it on any address.
     ``path``: where it is served, an absolute path ending in "/", outside ``/v1/`` and ``/api/``.
     """
 
-    enabled: bool | None = None
+    enabled: bool | Literal["auto"] = "auto"
     path: str = checked(
         "/console/",
         lambda v: CONSOLE_PATH.fullmatch(v) is not None and not v.startswith(("/v1/", "/api/"))

@@ -78,9 +78,9 @@ def load_assets() -> dict[str, Asset]:
 
 
 def console_enabled(config: Config) -> bool:
-    """``[console] enabled`` when set; unset, on only when listening on loopback."""
-    if config.console.enabled is not None:
-        return config.console.enabled
+    """``[console] enabled`` when true or false; ``"auto"``: on only when listening on loopback."""
+    if config.console.enabled != "auto":
+        return config.console.enabled is True
     return _is_loopback(config.server.host)
 
 

@@ -134,9 +134,10 @@ async def test_configured_path_and_off_switch(proxy_factory: ProxyFactory,
     ({"host": "gpu-box.lan"}, {}, False),
     ({"host": "0.0.0.0"}, {"enabled": True}, True),
     ({"host": "127.0.0.1"}, {"enabled": False}, False),
+    ({"host": "0.0.0.0"}, {"enabled": "auto"}, False),
 ], ids=["default host", "loopback v4", "loopback v6", "localhost", "all interfaces", "lan address",
-        "host name", "explicitly on", "explicitly off"])
-def test_on_by_default_only_on_loopback(server: dict[str, str], console: dict[str, bool],
+        "host name", "explicitly on", "explicitly off", "auto spelled out"])
+def test_on_by_default_only_on_loopback(server: dict[str, str], console: dict[str, object],
                                         expected: bool) -> None:
     assert console_enabled(build(Config, {"server": server, "console": console}, "")) is expected
 
@@ -148,6 +149,12 @@ def test_on_by_default_only_on_loopback(server: dict[str, str], console: dict[st
 def test_bad_paths_name_the_key(path: str) -> None:
     with pytest.raises(ConfigError, match=r"^console\.path: "):
         build(Config, {"console": {"path": path}}, "")
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "on"], ids=["word", "number", "other word"])
+def test_enabled_is_true_false_or_auto(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^console\.enabled: "):
+        build(Config, {"console": {"enabled": value}}, "")
 
 
 def test_every_file_is_shipped_in_the_package() -> None:
