@@ -66,7 +66,11 @@ export function toApiMessage(m) {
 export function requestBody({ model, system, temperature, maxTokens, tools, store }, messages) {
   const body = {
     model,
-    messages: [...(system ? [{ role: "system", content: system }] : []), ...messages.map(toApiMessage)],
+    messages: [
+      ...(system ? [{ role: "system", content: system }] : []),
+      // An answer that failed before any text is shown, not sent back as an empty turn.
+      ...messages.filter((m) => m.role !== "assistant" || m.content || m.tool_calls?.length).map(toApiMessage),
+    ],
     stream: true,
     stream_options: { include_usage: true },
   };
@@ -128,7 +132,8 @@ function messageView(m) {
   const images = el("div", { class: "images" }, (m.images || []).map((src) => el("img", { src, alt: "attached image" })));
   const stats = el("div", { class: "stats-line muted" }, m.stats || "");
   const node = el("div", { class: `message ${m.role}` },
-    el("div", { class: "role" }, m.role), reasoning, content, tools, images, stats);
+    el("div", { class: "role" }, m.role), reasoning, content, tools, images,
+    m.error ? el("p", { class: "error" }, m.error) : null, stats);
   return { node, reasoning, content, tools, stats };
 }
 
@@ -369,7 +374,8 @@ export function initPlayground() {
         timing.stopped = true;
         status.textContent = "Stopped.";
       } else {
-        view.node.append(el("p", { class: "error" }, error.message));
+        answer.error = error.message;
+        view.stats.before(el("p", { class: "error" }, error.message));
         status.textContent = "";
       }
     } finally {

@@ -340,3 +340,17 @@ async def test_a_dropped_image_is_sent_as_a_data_url(
     [user] = [m for m in fake_ollama.requests[-1][1]["messages"] if m["role"] == "user"]
     assert user["content"] == "What is this?" and user["images"] == [encoded]
     assert await page.locator(".message.user img").count() == 1
+
+
+async def test_an_upstream_error_is_shown_with_openais_message(
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+    base, _ = proxy_app
+    fake_ollama.push(Reply(status=500, error="model runner has unexpectedly stopped"))
+    await open_view(page, base, "playground")
+    await pick_model(page, "llama3.2:latest")
+    await page.fill("#user", "hi")
+    await page.click("#send")
+    error = page.locator(".message.assistant .error")
+    await error.wait_for(timeout=WAIT_MS)
+    assert "model runner has unexpectedly stopped" in await error.inner_text()
+    assert await page.is_enabled("#send")

@@ -98,6 +98,8 @@ CASES: list[tuple[str, str, Any]] = [
     ("playground.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'hi', images: []}])",
      {"model": "x", "messages": [{"role": "user", "content": "hi"}], "stream": True,
       "stream_options": {"include_usage": True}}),
+    ("playground.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'a'}, {role: 'assistant', content: '', tool_calls: [], error: 'boom'}, {role: 'user', content: 'b'}]).messages",
+     [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]),
     ("playground.js", """m.mergeToolCalls([], [
         {index: 0, id: 'call_1', type: 'function', function: {name: 'get_weather', arguments: '{"ci'}},
         {index: 0, function: {arguments: 'ty": "Paris"}'}}])""",
