@@ -44,7 +44,10 @@ function persist(list) {
 }
 
 function newConversation() {
-  return { id: crypto.randomUUID(), title: "New conversation", updated: Date.now(), messages: [] };
+  // Not crypto.randomUUID(): it exists only in secure contexts, and the console may be served
+  // over plain http on a LAN address. The id only tells saved conversations apart.
+  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  return { id, title: "New conversation", updated: Date.now(), messages: [] };
 }
 
 // ---------------------------------------------------------------- request building (pure)
@@ -217,7 +220,11 @@ export function initPlayground() {
       messages.push({ role: "assistant", content: answer.content || "", tool_calls: answer.tool_calls,
         reasoning: answer.reasoning || answer.reasoning_content || "",
         stats: completion.usage ? statsLine({ sentAt: 0, firstAt: null, doneAt: 0, usage: completion.usage }) : "" });
-      current = { ...newConversation(), title: preview(messages[0]?.content) || completion.id, model: completion.model, messages };
+      const system = (page.data || []).find((m) => m.role === "system");
+      current = {
+        ...newConversation(), title: preview(messages[0]?.content) || completion.id, model: completion.model,
+        system: system ? String(system.content) : "", messages,
+      };
       render();
     } catch (error) {
       status.textContent = `Could not open ${completion.id}: ${error.message}`;
