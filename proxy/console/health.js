@@ -147,7 +147,7 @@ export function initHealth() {
   let visible = false;
 
   async function refresh() {
-    if (busy) return;
+    if (busy || document.hidden) return;  // a background tab costs the proxy nothing
     busy = true;
     try {
       const [body, proxy] = await Promise.all([readHealth(), readLoad()]);
@@ -171,6 +171,7 @@ export function initHealth() {
   }
 
   every.addEventListener("change", () => { schedule(); refresh(); });
+  document.addEventListener("visibilitychange", () => { if (visible && !document.hidden) refresh(); });
   return {
     show: () => { visible = true; refresh(); schedule(); },
     hide: () => { visible = false; schedule(); },

@@ -217,6 +217,12 @@ async def test_playground_streams_the_answer_frame_by_frame(
     assert saved[0]["messages"][-1]["content"] == "".join(pieces)
     await page.click(".message.assistant .reasoning summary")  # open the reasoning for the picture
     await screenshot(page, tmp_path, "playground")
+    await page.set_viewport_size(PHONE)  # one column on a phone, nothing wider than the screen
+    await page.wait_for_function(
+        "() => getComputedStyle(document.getElementById('view-playground')).gridTemplateColumns.trim().split(/\\s+/).length === 1",
+        timeout=WAIT_MS)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await screenshot(page, tmp_path, "playground-phone")
 
 
 async def test_stop_closes_the_upstream_request(
@@ -412,3 +418,10 @@ async def test_stored_completions_are_listed_and_opened(fake_ollama: FakeOllama,
         assert body["messages"][0]["content"] == "Be brief."
     finally:
         await server.close()
+
+
+async def test_usage_says_so_when_the_proxy_has_no_usage_api(proxy_url: str, page: Page) -> None:
+    await open_view(page, proxy_url, "usage")
+    message = page.locator("#usage-charts .error")
+    await message.wait_for(timeout=WAIT_MS)
+    assert "not available on this proxy" in await message.inner_text()
