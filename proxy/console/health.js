@@ -86,7 +86,7 @@ function stat(label, value) {
 
 function serverCard(s) {
   const models = s.models === null
-    ? el("p", { class: "muted" }, "Loaded models: not reported by this proxy version.")
+    ? el("p", { class: "muted" }, "Loaded models: not reported for a single server (a pool of servers reports them).")
     : s.models.length === 0
       ? el("p", { class: "muted" }, "No model loaded.")
       : table(["Model", "Size", "In VRAM", "On GPU", "Unloads"], s.models.map((m) => {
