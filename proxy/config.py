@@ -242,7 +242,7 @@ class PassthroughConfig:
     )
 
 
-CONSOLE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
+_CONSOLE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ class ConsoleConfig:
     enabled: bool | Literal["auto"] = "auto"
     path: str = checked(
         "/console/",
-        lambda v: CONSOLE_PATH.fullmatch(v) is not None and not v.startswith(("/v1/", "/api/"))
+        lambda v: _CONSOLE_PATH.fullmatch(v) is not None and not v.startswith(("/v1/", "/api/"))
         and not {".", ".."} & set(v.split("/")),
         'an absolute path ending in "/" (letters, digits, ._~-), outside /v1/ and /api/',
     )

@@ -36,6 +36,7 @@ ASSETS: Final[dict[str, str]] = {
     "format.js": _JS,
     "chart.js": _JS,
     "dom.js": _JS,
+    "chat.js": _JS,
     "playground.js": _JS,
     "usage.js": _JS,
     "health.js": _JS,

@@ -88,23 +88,23 @@ CASES: list[tuple[str, str, Any]] = [
      {"inFlight": 2, "perModel": [["qwen3:8b", 2]], "waiting": 4}),
     ("health.js", "m.proxyLoad(m.parseMetrics('process_cpu_seconds_total 1\\n'))",
      {"inFlight": None, "perModel": [], "waiting": None}),
-    # playground.js: the request body, tool-call deltas, the stats line
-    ("playground.js", """m.requestBody({model: 'x', system: 'sys', temperature: 0.5, maxTokens: 64, tools: null, store: true},
+    # chat.js: the request body, tool-call deltas, the stats line
+    ("chat.js", """m.requestBody({model: 'x', system: 'sys', temperature: 0.5, maxTokens: 64, tools: null, store: true},
         [{role: 'user', content: 'look', images: ['data:image/png;base64,AA==']}])""",
      {"model": "x", "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": [
          {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}],
       "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.5,
       "max_completion_tokens": 64, "store": True}),
-    ("playground.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'hi', images: []}])",
+    ("chat.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'hi', images: []}])",
      {"model": "x", "messages": [{"role": "user", "content": "hi"}], "stream": True,
       "stream_options": {"include_usage": True}}),
-    ("playground.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'a'}, {role: 'assistant', content: '', tool_calls: [], error: 'boom'}, {role: 'user', content: 'b'}]).messages",
+    ("chat.js", "m.requestBody({model: 'x', system: '', temperature: null, maxTokens: null, tools: null, store: false}, [{role: 'user', content: 'a'}, {role: 'assistant', content: '', tool_calls: [], error: 'boom'}, {role: 'user', content: 'b'}]).messages",
      [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]),
-    ("playground.js", """m.mergeToolCalls([], [
+    ("chat.js", """m.mergeToolCalls([], [
         {index: 0, id: 'call_1', type: 'function', function: {name: 'get_weather', arguments: '{"ci'}},
         {index: 0, function: {arguments: 'ty": "Paris"}'}}])""",
      [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]),
-    ("playground.js", "m.statsLine({sentAt: 0, firstAt: 200, doneAt: 1200, usage: {prompt_tokens: 5, completion_tokens: 11, total_tokens: 16}, stopped: false})",
+    ("chat.js", "m.statsLine({sentAt: 0, firstAt: 200, doneAt: 1200, usage: {prompt_tokens: 5, completion_tokens: 11, total_tokens: 16}, stopped: false})",
      "first token 200 ms · 10.0 tokens/s · 5 prompt + 11 completion = 16 tokens"),
 ]
 
