@@ -7,6 +7,6 @@ out a fixed set of files (``routes.py``), so the console adds nothing to a reque
 
 from __future__ import annotations
 
-from .routes import ASSETS, CSP, add_console_routes, console_enabled, load_assets
+from .routes import ASSETS, CSP, ROUTE_NAMES, add_console_routes, console_enabled, load_assets
 
-__all__ = ["ASSETS", "CSP", "add_console_routes", "console_enabled", "load_assets"]
+__all__ = ["ASSETS", "CSP", "ROUTE_NAMES", "add_console_routes", "console_enabled", "load_assets"]

@@ -20,7 +20,7 @@ from aiohttp import web
 from ..config import Config
 from ..errors import NotFound
 
-__all__ = ["ASSETS", "CSP", "Asset", "add_console_routes", "console_enabled", "load_assets"]
+__all__ = ["ASSETS", "CSP", "ROUTE_NAMES", "Asset", "add_console_routes", "console_enabled", "load_assets"]
 
 _JS = "text/javascript; charset=utf-8"  # ES modules need a JavaScript MIME type (HTML spec)
 
@@ -41,6 +41,10 @@ ASSETS: Final[dict[str, str]] = {
     "usage.js": _JS,
     "health.js": _JS,
 }
+
+# The console's routes by name. The page must load without an API key (it asks for one on the
+# first 401), so an access check lets requests on these routes through.
+ROUTE_NAMES: Final = frozenset({"console.file", "console.redirect"})
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -111,5 +115,5 @@ def add_console_routes(app: web.Application, path: str) -> None:
         raise web.HTTPFound(path)
 
     # One segment of safe characters at most; the dict decides whether it is a file.
-    app.router.add_get(path + "{name:[A-Za-z0-9._-]{0,64}}", serve)
-    app.router.add_get(path.rstrip("/"), redirect)
+    app.router.add_get(path + "{name:[A-Za-z0-9._-]{0,64}}", serve, name="console.file")
+    app.router.add_get(path.rstrip("/"), redirect, name="console.redirect")

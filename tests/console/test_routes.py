@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from proxy.config import Config, ConfigError, build
-from proxy.console import ASSETS, CSP, console_enabled, load_assets
-from tests.conftest import ProxyFactory
+from proxy.console import ASSETS, CSP, ROUTE_NAMES, console_enabled, load_assets
+from tests.conftest import AppFactory, ProxyFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_DIR = ROOT / "proxy" / "console"
@@ -166,3 +166,10 @@ def test_every_file_is_shipped_in_the_package() -> None:
         assert any(fnmatch.fnmatch(f"console/{name}", g) for g in globs), name
     web_files = {p.name for p in CONSOLE_DIR.iterdir() if p.suffix in {".html", ".css", ".js", ".svg"}}
     assert web_files == set(ASSETS), "a console file that is not served (or served but missing)"
+
+
+async def test_the_console_routes_carry_their_names(app_factory: AppFactory) -> None:
+    """An access check recognises the console by route name, wherever [console] path puts it."""
+    _, app = await app_factory({"console": {"path": "/ops/ui/"}})
+    named = {r.name: r.resource.canonical for r in app.router.routes() if r.name in ROUTE_NAMES}
+    assert named == {"console.file": "/ops/ui/{name}", "console.redirect": "/ops/ui"}
