@@ -9,6 +9,7 @@ from aiohttp import web
 from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from .config import Config
+from .console import add_console_routes, console_enabled
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -63,6 +64,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/livez", liveness)
     if config.passthrough.enabled:
         app.router.add_route("*", "/api/{path:.*}", passthrough)
+    if console_enabled(config):  # static files only; nothing on the API routes' path
+        add_console_routes(app, config.console.path)
     return app
 
 

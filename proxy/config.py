@@ -24,6 +24,7 @@ __all__ = [
     "AdmissionConfig",
     "Config",
     "ConfigError",
+    "ConsoleConfig",
     "HealthConfig",
     "LimitsConfig",
     "LogConfig",
@@ -286,6 +287,25 @@ class RoutingConfig:
     eject_after: int = checked(3, lambda v: v >= 1, ">= 1")  # consecutive failures
     eject_base: float = checked(10.0, _positive, "> 0")  # first ejection; doubles on each repeat
     eject_max: float = checked(300.0, _positive, "> 0")
+_CONSOLE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console (``proxy/console/``): static files only, on top of the public APIs.
+
+    ``enabled``: ``"auto"`` (the default) serves it when the proxy listens on a loopback address
+    only, where just this machine's users reach it; ``true`` serves it on any address.
+    ``path``: where it is served, an absolute path ending in "/", outside ``/v1/`` and ``/api/``.
+    """
+
+    enabled: bool | Literal["auto"] = "auto"
+    path: str = checked(
+        "/console/",
+        lambda v: _CONSOLE_PATH.fullmatch(v) is not None and not v.startswith(("/v1/", "/api/"))
+        and not {".", ".."} & set(v.split("/")),
+        'an absolute path ending in "/" (letters, digits, ._~-), outside /v1/ and /api/',
+    )
 
 
 @dataclass(frozen=True)
@@ -303,6 +323,7 @@ class Config:
     passthrough: PassthroughConfig = PassthroughConfig()
     upstreams: tuple[UpstreamServer, ...] = ()
     routing: RoutingConfig = RoutingConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
