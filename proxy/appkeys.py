@@ -8,10 +8,11 @@ from .admission import Admission
 from .config import Config
 from .metadata import ModelCatalog
 from .probe import HealthProbe
+from .store.service import StoreService
 from .upstream import OllamaClient
 from .validate import Validator
 
-__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "VALIDATOR"]
+__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "STORE", "VALIDATOR"]
 
 CONFIG = web.AppKey("config", Config)
 CLIENT = web.AppKey("client", OllamaClient)
@@ -19,3 +20,6 @@ PROBE = web.AppKey("health_probe", HealthProbe)
 CATALOG = web.AppKey("model_catalog", ModelCatalog)
 VALIDATOR = web.AppKey("validator", Validator)
 ADMISSION = web.AppKey("admission", Admission)
+# The store's background service (``[store] enabled``); absent when the store is off.
+# ``app[STORE].store`` is the ``Store`` (e.g. ``put_response`` for the Responses API).
+STORE = web.AppKey("store", StoreService)

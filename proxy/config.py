@@ -31,6 +31,7 @@ __all__ = [
     "PassthroughConfig",
     "ResponseConfig",
     "ServerConfig",
+    "StoreConfig",
     "Timeouts",
     "UpstreamConfig",
     "load_config",
@@ -240,6 +241,32 @@ class PassthroughConfig:
     )
 
 
+StorePolicy = Literal["on_request", "always", "never"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: usage accounting and stored chat completions / responses (``proxy/store/``).
+
+    Off by default: the proxy then keeps nothing and creates no file. ``url`` is
+    ``sqlite:///proxy.db`` (a path relative to the config file's directory, or to the current
+    directory without one), ``sqlite:////abs/path.db``, ``sqlite://`` (memory), or
+    ``postgresql://user:pass@host/db`` when several processes or replicas share it.
+    ``flush_interval``: seconds between the background writes of usage (what a crash can lose).
+    """
+
+    enabled: bool = False
+    url: str = checked("sqlite:///proxy.db", lambda v: v.startswith(("sqlite://", "postgresql://", "postgres://")),
+                       "a sqlite:// or postgresql:// URL")
+    flush_interval: float = checked(5.0, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600")
+    max_pending: int = checked(10_000, lambda v: v >= 1, ">= 1")
+    chat_completions: StorePolicy = "on_request"
+    responses: StorePolicy = "on_request"
+    retention_days: int = checked(0, lambda v: v >= 0, ">= 0 (0 keeps records forever)")
+    pool_size: int = checked(4, lambda v: 1 <= v <= 100, "between 1 and 100")
+    busy_timeout: float = checked(5.0, _positive, "> 0")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the default with no file."""
@@ -253,6 +280,7 @@ class Config:
     health: HealthConfig = HealthConfig()
     models: ModelsConfig = ModelsConfig()
     passthrough: PassthroughConfig = PassthroughConfig()
+    store: StoreConfig = StoreConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -273,7 +301,19 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         upstream = dataclasses.replace(config.upstream, base_url=base_url)
         config = dataclasses.replace(config, upstream=upstream)
     _check_url(config.upstream.base_url, "upstream.base_url (or OLLAMA_BASE_URL)")
+    if path is not None:
+        config = _store_relative_to(config, Path(path).resolve().parent)
     return config
+
+
+def _store_relative_to(config: Config, base: Path) -> Config:
+    """A relative SQLite path (``sqlite:///proxy.db``) names a file beside the config file."""
+    url = config.store.url
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return config
+    absolute = "sqlite:///" + str(base / url[len(prefix):])  # an absolute path: four slashes
+    return dataclasses.replace(config, store=dataclasses.replace(config.store, url=absolute))
 
 
 def _check_url(url: str, key: str) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG, PROBE
+from ..appkeys import CLIENT, CONFIG, PROBE, STORE
 from ..probe import HealthProbe, ollama_version
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
@@ -27,8 +28,12 @@ _LIVE = b'{"status":"ok"}'
 
 async def readiness(request: web.Request) -> web.Response:
     result = await request.app[PROBE].check()
+    body = result.body
+    service = request.app.get(STORE)
+    if service is not None:  # [store] on: what waits to be written and what was dropped
+        body = orjson.dumps({**orjson.loads(body), "store": service.status()})
     return web.Response(
-        status=result.status, body=result.body, content_type="application/json", headers=_NO_STORE
+        status=result.status, body=body, content_type="application/json", headers=_NO_STORE
     )
 
 
