@@ -214,7 +214,8 @@ class Store(abc.ABC):
 
 
 def _metadata_rows(chat_id: str, metadata: dict[str, str]) -> list[Statement]:
-    return [("INSERT INTO chat_metadata (id, name, value) VALUES (?, ?, ?)", (chat_id, k, v))
+    return [("INSERT INTO chat_metadata (id, name, value) VALUES (?, ?, ?) ON CONFLICT (id, name) DO NOTHING",
+             (chat_id, k, v))
             for k, v in metadata.items()]
 
 
