@@ -39,6 +39,7 @@ class StoreService:
         self.failures = 0
         self.last_error: str | None = None
         self._wake = asyncio.Event()
+        self.written = asyncio.Event()  # set after each successful background write (tests await it)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
@@ -107,6 +108,7 @@ class StoreService:
             self._wake.clear()
             if await self.flush():
                 delay = interval
+                self.written.set()
             else:
                 self.failures += 1
                 delay = min(MAX_BACKOFF, max(interval, 1.0) * 2 ** min(self.failures, 16))

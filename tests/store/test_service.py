@@ -1,0 +1,87 @@
+"""The background writer: batches, read-your-writes, failures kept and bounded, a last flush."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from proxy.config import StoreConfig
+from proxy.outcome import Outcome
+from proxy.store import ChatRecord, StoreError, open_store
+from proxy.store.base import Statement
+from proxy.store.service import StoreService
+from proxy.store.sqlite import SQLiteStore
+
+
+class Flaky(SQLiteStore):
+    """A real in-memory SQLite store whose writes fail while ``down`` is set."""
+
+    down = False
+    writes = 0
+
+    async def transaction(self, statements: Iterable[Statement]) -> None:
+        if self.down:
+            raise StoreError("OperationalError: database is locked")
+        self.writes += 1
+        await super().transaction(statements)
+
+
+def outcome(key: str = "k") -> Outcome:
+    o = Outcome("chat.completions", "m", key)
+    o.prompt_tokens, o.completion_tokens, o.ended = 2, 3, o.started
+    return o
+
+
+async def service(**config: Any) -> tuple[StoreService, Flaky]:
+    store = await Flaky.open("sqlite://")
+    return StoreService(store, StoreConfig(enabled=True, url="sqlite://", **config)), store
+
+
+async def test_nothing_is_written_until_a_flush_and_then_in_one_batch() -> None:
+    svc, store = await service()
+    for _ in range(50):
+        svc.usage.listen(outcome())
+    assert store.writes == 0
+    assert await svc.flush()
+    assert store.writes == 1  # fifty requests, one transaction
+    [row] = await store.usage(0, 2**40)
+    assert (row.requests, row.input_tokens, row.output_tokens) == (50, 100, 150)
+    await svc.stop()
+
+
+async def test_a_failed_flush_keeps_the_batch_bounded_and_reports_it() -> None:
+    svc, store = await service(max_pending=2)
+    store.down = True
+    for key in ("a", "b"):
+        svc.usage.listen(outcome(key))
+    for n in range(3):
+        svc.save_chat(ChatRecord(f"c{n}", "k", n, "m", [], {}, {}))
+    assert not await svc.flush()
+    status = svc.status()
+    assert status["ok"] is False and "locked" in status["last_error"]
+    assert (status["pending_usage_rows"], status["pending_completions"], status["dropped"]) == (2, 2, 1)
+    store.down = False
+    assert await svc.flush()
+    assert svc.status() == {"ok": True, "pending_usage_rows": 0, "pending_completions": 0, "dropped": 1,
+                            "last_error": None}
+    assert [r.id for r in await store.list_chats("k")] == ["c1", "c2"]
+    assert sorted(r.key_id for r in await store.usage(0, 2**40)) == ["a", "b"]
+    await svc.stop()
+
+
+async def test_the_task_writes_history_at_once_and_stop_flushes_usage(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = await open_store(url)
+    svc = StoreService(store, StoreConfig(enabled=True, url=url, flush_interval=3600))
+    svc.start()
+    svc.save_chat(ChatRecord("c1", "k", 1, "m", [], {}, {}))
+    # the queued completion wakes the writer at once, not after the hour-long interval
+    await asyncio.wait_for(svc.written.wait(), 10)
+    reader = await open_store(url)  # another connection: what is on disk
+    assert await reader.get_chat("c1", "k") is not None
+    svc.usage.listen(outcome())
+    assert await reader.usage(0, 2**40) == []  # usage waits for the interval
+    await svc.stop()  # graceful stop: the last flush writes the rest
+    assert [r.requests for r in await reader.usage(0, 2**40)] == [1]
+    await reader.close()
