@@ -10,6 +10,8 @@ the directory is given to the ``postgres`` system user and the commands run as t
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import glob
 import os
 import pwd
@@ -17,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,23 +76,30 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def reset_postgres(url: str) -> None:
-    """An empty database for the next test: the schema and its tables dropped."""
+def reset_postgres(url: str) -> None:
+    """An empty database for the next test: the schema and its tables dropped.
+
+    Run on a thread with its own loop, so this fixture is synchronous: an async fixture that is
+    parametrized would be torn down on pytest-asyncio's loop at a time the app fixtures
+    depending on it do not expect."""
     import asyncpg  # type: ignore[import-untyped]
 
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
+    async def reset() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, reset()).result(timeout=60)
 
 
 @pytest.fixture(params=BACKENDS)
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL, once per backend: a SQLite file in a temp dir, then an empty PostgreSQL db."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'proxy.db'}"
-        return
+        return f"sqlite:///{tmp_path / 'proxy.db'}"
     url: str = request.getfixturevalue("postgres_server")
-    await reset_postgres(url)
-    yield url
+    reset_postgres(url)
+    return url

@@ -43,12 +43,14 @@ class StoreService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-flusher")
 
     async def stop(self) -> None:
         """Graceful stop: the last flush, then the connection closes."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,12 +101,15 @@ class StoreService:
     async def _run(self) -> None:
         interval = self.config.flush_interval
         delay = interval
-        while True:
+        while not self._closing:
             if self.failures:  # backing off: new history does not hasten the retry
                 await asyncio.sleep(delay)
             else:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races with the event, and the task would outlive the app.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             self._wake.clear()
             if await self.flush():
                 delay = interval
