@@ -76,4 +76,4 @@ async def client(proxy_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
 
 
 # The store's backends (issue 10): every store test runs against SQLite and PostgreSQL.
-from tests.pg import postgres_server, store_url  # noqa: E402, F401
+from tests.pg import postgres_server, store_url  # noqa: F401

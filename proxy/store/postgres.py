@@ -41,7 +41,8 @@ class PostgresStore(Store):
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 4) -> PostgresStore:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        with _errors():
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
         store = cls(pool)
         try:
             await store._migrate()

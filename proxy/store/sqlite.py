@@ -37,7 +37,8 @@ class SQLiteStore(Store):
 
     @classmethod
     async def open(cls, url: str, *, busy_timeout: float = 5.0) -> SQLiteStore:
-        db = await aiosqlite.connect(sqlite_path(url), isolation_level=None)  # we BEGIN ourselves
+        with _errors():
+            db = await aiosqlite.connect(sqlite_path(url), isolation_level=None)  # we BEGIN ourselves
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             await db.execute("PRAGMA journal_mode = WAL")

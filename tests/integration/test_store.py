@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -244,3 +245,22 @@ async def test_readyz_reports_the_store(start: Start) -> None:
         body = await resp.json()
     assert body["store"] == {"ok": True, "pending_usage_rows": 0, "pending_completions": 0, "dropped": 0,
                              "last_error": None}
+
+
+async def test_with_the_store_off_nothing_changes_and_no_file_is_made(
+        proxy_factory: Callable[..., Awaitable[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = await proxy_factory()
+    async with sdk(url) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(model="llama3.2", messages=USER, store=True)
+        assert caught.value.param == "store"  # type: ignore[attr-defined]
+        await client.chat.completions.create(model="llama3.2", messages=USER, store=False)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/v1/chat/completions") as resp:
+            assert resp.status == 405  # only POST, as before
+        async with http.get(url + "/v1/organization/usage/completions?start_time=0") as resp:
+            assert resp.status == 404
+        async with http.get(url + "/readyz") as resp:
+            assert "store" not in await resp.json()
+    assert list(tmp_path.iterdir()) == []

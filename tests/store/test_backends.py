@@ -66,7 +66,7 @@ async def test_list_orders_pages_and_filters(store: Store) -> None:
     await store.put_chats([chat("a", created=1, topic="x"), chat("b", created=2, model="n"),
                            chat("c", created=2, topic="x", lang="fr"), chat("d", created=3),
                            chat("z", key="k2", created=1)])
-    ids = lambda rs: [r.id for r in rs]  # noqa: E731
+    ids = lambda rs: [r.id for r in rs]
     assert ids(await store.list_chats("k1")) == ["a", "b", "c", "d"]
     assert ids(await store.list_chats("k1", order="desc")) == ["d", "c", "b", "a"]
     assert ids(await store.list_chats("k1", limit=2)) == ["a", "b"]

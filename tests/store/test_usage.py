@@ -8,7 +8,13 @@ import pytest
 
 from proxy.outcome import Outcome
 from proxy.store.base import UsageRow
-from proxy.store.usage import COMPLETION_ENDPOINTS, EMBEDDING_ENDPOINTS, UsageBook, UsageQuery, buckets
+from proxy.store.usage import (
+    COMPLETION_ENDPOINTS,
+    EMBEDDING_ENDPOINTS,
+    UsageBook,
+    UsageQuery,
+    buckets,
+)
 
 D = 1_700_006_400  # a UTC midnight
 H = 3600
