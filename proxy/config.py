@@ -35,6 +35,7 @@ __all__ = [
     "Timeouts",
     "UpstreamConfig",
     "load_config",
+    "store_relative_to",
 ]
 
 
@@ -301,13 +302,14 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         upstream = dataclasses.replace(config.upstream, base_url=base_url)
         config = dataclasses.replace(config, upstream=upstream)
     _check_url(config.upstream.base_url, "upstream.base_url (or OLLAMA_BASE_URL)")
-    if path is not None:
-        config = _store_relative_to(config, Path(path).resolve().parent)
+    if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
+        config = store_relative_to(config, Path(path).resolve().parent)
     return config
 
 
-def _store_relative_to(config: Config, base: Path) -> Config:
-    """A relative SQLite path (``sqlite:///proxy.db``) names a file beside the config file."""
+def store_relative_to(config: Config, base: Path) -> Config:
+    """A relative SQLite path (``sqlite:///proxy.db``) names a file in ``base``, the config
+    file's directory, as SQLAlchemy's URLs do for the working directory."""
     url = config.store.url
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url.startswith(prefix + "/"):

@@ -232,7 +232,10 @@ async def open_store(url: str, *, pool_size: int = 4, busy_timeout: float = 5.0)
 
         return await SQLiteStore.open(url, busy_timeout=busy_timeout)
     if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore  # asyncpg is imported only when it is used
+        try:
+            from .postgres import PostgresStore  # asyncpg is imported only when it is used
+        except ImportError:
+            raise StoreError("a postgresql:// store needs asyncpg: pip install 'ollama-openai-proxy[postgres]'") from None
 
         return await PostgresStore.open(url, pool_size=pool_size)
     raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]!r}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, store_relative_to
 from .base import StoreError, UsageRow, open_store
 from .sqlite import sqlite_path
 
@@ -105,6 +105,8 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
+        if args.config is not None:  # beside the config file, also when [store] enabled = false
+            config = store_relative_to(config, Path(args.config).resolve().parent)
         by = dimensions(args.by)
         span = span_seconds(args.since)
     except (ConfigError, ValueError) as exc:

@@ -29,6 +29,12 @@ def test_relative_sqlite_paths_are_beside_the_config_file(tmp_path: Path, url: s
     assert load_config(path, env={}).store.url == expected.format(dir=tmp_path.resolve())
 
 
+def test_an_unused_url_is_left_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text('[store]\nurl = "sqlite:///proxy.db"\n')
+    assert load_config(path, env={}).store.url == "sqlite:///proxy.db"
+
+
 @pytest.mark.parametrize("toml, key", [
     ('url = "mysql://x"', "store.url"), ("flush_interval = 0", "store.flush_interval"),
     ('chat_completions = "sometimes"', "store.chat_completions"), ('responses = "yes"', "store.responses"),
