@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .admission import Admission
-from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, VALIDATOR
+from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, VALIDATOR
 from .config import Config
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
@@ -81,7 +81,8 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].store
     store = await open_store(config.url, pool_size=config.pool_size, busy_timeout=config.busy_timeout)
     service = StoreService(store, config)
-    app[STORE] = service
+    app[STORE] = store
+    app[STORE_SERVICE] = service
     app[OUTCOME_LISTENERS].append(service.usage.listen)
     service.start()
     yield

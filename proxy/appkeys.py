@@ -8,11 +8,12 @@ from .admission import Admission
 from .config import Config
 from .metadata import ModelCatalog
 from .probe import HealthProbe
+from .store.base import Store
 from .store.service import StoreService
 from .upstream import OllamaClient
 from .validate import Validator
 
-__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "STORE", "VALIDATOR"]
+__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "STORE", "STORE_SERVICE", "VALIDATOR"]
 
 CONFIG = web.AppKey("config", Config)
 CLIENT = web.AppKey("client", OllamaClient)
@@ -20,6 +21,8 @@ PROBE = web.AppKey("health_probe", HealthProbe)
 CATALOG = web.AppKey("model_catalog", ModelCatalog)
 VALIDATOR = web.AppKey("validator", Validator)
 ADMISSION = web.AppKey("admission", Admission)
-# The store's background service (``[store] enabled``); absent when the store is off.
-# ``app[STORE].store`` is the ``Store`` (e.g. ``put_response`` for the Responses API).
-STORE = web.AppKey("store", StoreService)
+# ``[store] enabled``: both absent when the store is off (use ``app.get(STORE)``).
+# The database (``put_response``/``get_response``/``delete_response`` for the Responses API,
+# written at once) and the background service (usage totals, the stored-completion queue).
+STORE = web.AppKey("store", Store)
+STORE_SERVICE = web.AppKey("store_service", StoreService)

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE, VALIDATOR
+from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE_SERVICE, VALIDATOR
 from ..caller import caller
 from ..outcome import account
 from ..store.base import ChatRecord
@@ -29,7 +29,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
     chat = from_openai(body)
     ollama = with_defaults(chat.body, limits)
-    service = request.app.get(STORE)
+    service = request.app.get(STORE_SERVICE)
     keep = should_store(chat.store, None if service is None else config.store.chat_completions)
     messages = body.get("messages") if keep else None  # as the client sent them, for the history
     del body  # translated; a long conversation is not held twice

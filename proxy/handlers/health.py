@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG, PROBE, STORE
+from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
 from ..probe import HealthProbe, ollama_version
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
@@ -29,7 +29,7 @@ _LIVE = b'{"status":"ok"}'
 async def readiness(request: web.Request) -> web.Response:
     result = await request.app[PROBE].check()
     body = result.body
-    service = request.app.get(STORE)
+    service = request.app.get(STORE_SERVICE)
     if service is not None:  # [store] on: what waits to be written and what was dropped
         body = orjson.dumps({**orjson.loads(body), "store": service.status()})
     return web.Response(

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from ..appkeys import CONFIG, STORE
+from ..appkeys import CONFIG, STORE_SERVICE
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, StoreUnavailable
 from ..store.base import ChatRecord, StoreError
@@ -112,7 +112,7 @@ def _answer(request: web.Request, payload: dict[str, Any]) -> web.Response:
 
 async def _flushed(request: web.Request) -> StoreService:
     """The store service, after writing what is pending (read-your-writes)."""
-    service = request.app[STORE]
+    service = request.app[STORE_SERVICE]
     await service.flush()
     return service
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiohttp import web
 from multidict import MultiMapping
 
-from ..appkeys import STORE
+from ..appkeys import STORE_SERVICE
 from ..caller import caller
 from ..errors import InvalidRequest, StoreUnavailable
 from ..store.base import StoreError
@@ -48,7 +48,7 @@ async def embeddings_usage(request: web.Request) -> web.Response:
 async def _usage(request: web.Request, endpoints: frozenset[str], *, embeddings: bool) -> web.Response:
     query = parse_usage_query(request.query, time.time)
     who = caller(request)
-    service = request.app[STORE]
+    service = request.app[STORE_SERVICE]
     await service.flush()  # what this process counted so far is in the answer
     try:
         rows = await service.store.usage(query.start, query.end, None if who.is_admin else who.key_id)

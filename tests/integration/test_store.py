@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
 from proxy.app import create_app
-from proxy.appkeys import STORE
+from proxy.appkeys import STORE, STORE_SERVICE
 from proxy.caller import CALLER, Caller
 from tests.conftest import make_config
 from tests.fake_ollama import FakeOllama, Reply, ToolCall
@@ -112,8 +112,8 @@ async def test_a_stream_cut_short_is_not_stored(start: Start, fake_ollama: FakeO
                                                                 store=True):
                 pass
         assert (await client.chat.completions.list()).data == []
-    await app[STORE].flush()
-    [row] = await app[STORE].store.usage(0, 2**40)
+    await app[STORE_SERVICE].flush()
+    [row] = await app[STORE_SERVICE].store.usage(0, 2**40)
     assert (row.requests, row.errors) == (1, 1)  # counted all the same
 
 
@@ -264,3 +264,13 @@ async def test_with_the_store_off_nothing_changes_and_no_file_is_made(
         async with http.get(url + "/readyz") as resp:
             assert "store" not in await resp.json()
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_app_exposes_the_store_for_stored_responses(start: Start) -> None:
+    """What the Responses API uses: ``app[STORE]``, written at once, read per key."""
+    _, app = await start()
+    store = app[STORE]
+    await store.put_response("resp_1", "anonymous", 1, {"id": "resp_1", "status": "completed"})
+    assert await store.get_response("resp_1", "anonymous") == {"id": "resp_1", "status": "completed"}
+    assert await store.get_response("resp_1", "other") is None
+    assert await store.delete_response("resp_1", "anonymous")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,3 +86,13 @@ async def test_the_task_writes_history_at_once_and_stop_flushes_usage(tmp_path: 
     await svc.stop()  # graceful stop: the last flush writes the rest
     assert [r.requests for r in await reader.usage(0, 2**40)] == [1]
     await reader.close()
+
+
+async def test_retention_deletes_what_is_older_than_the_days_kept() -> None:
+    svc, store = await service(retention_days=2)
+    now = int(time.time())
+    await store.put_chats([ChatRecord("old", "k", now - 3 * 86400, "m", [], {}, {}),
+                           ChatRecord("new", "k", now - 86400, "m", [], {}, {})])
+    await svc._retain()
+    assert [r.id for r in await store.list_chats("k")] == ["new"]
+    await svc.stop()
