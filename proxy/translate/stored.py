@@ -31,6 +31,8 @@ def to_metadata(value: Any, param: str = "metadata") -> dict[str, str] | None:
     if len(value) > MAX_PAIRS:
         raise InvalidRequest(f"'{param}' may hold at most {MAX_PAIRS} pairs, got {len(value)}.", param=param)
     for key, item in value.items():
+        if "\x00" in key or (isinstance(item, str) and "\x00" in item):  # no database stores NUL in text
+            raise InvalidRequest(f"'{param}' may not contain NUL characters.", param=param)
         if len(key) > MAX_KEY:
             raise InvalidRequest(f"'{param}' keys may be at most {MAX_KEY} characters.", param=param)
         if not isinstance(item, str):

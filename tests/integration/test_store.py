@@ -274,3 +274,18 @@ async def test_the_app_exposes_the_store_for_stored_responses(start: Start) -> N
     assert await store.get_response("resp_1", "anonymous") == {"id": "resp_1", "status": "completed"}
     assert await store.get_response("resp_1", "other") is None
     assert await store.delete_response("resp_1", "anonymous")
+
+
+async def test_an_unreachable_store_is_a_503_in_openais_envelope(start: Start) -> None:
+    url, app = await start()
+    await app[STORE].close()  # the database goes away under the running proxy
+    async with sdk(url) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.list()
+        made = await client.chat.completions.create(model="llama3.2", messages=USER)  # answering goes on
+    assert caught.value.status_code == 503 and made.choices[0].message.content
+    assert caught.value.body["code"] == "store_unavailable"  # type: ignore[index]
+    assert not await app[STORE_SERVICE].flush()  # the next write fails: the row is kept
+    async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as resp:
+        store = (await resp.json())["store"]
+    assert store["ok"] is False and store["pending_usage_rows"] == 1

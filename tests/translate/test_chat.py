@@ -266,6 +266,7 @@ REFUSALS = [
     ("metadata key over 64 characters", {"metadata": {"k" * 65: "v"}}, I, "metadata", None),
     ("metadata value over 512 characters", {"metadata": {"k": "v" * 513}}, I, "metadata.k", None),
     ("metadata value not a string", {"metadata": {"k": 1}}, I, "metadata.k", None),
+    ("metadata with a NUL character", {"metadata": {"k": "a\x00b"}}, I, "metadata", None),
     ("the audio modality is refused", {"modalities": ["text", "audio"]}, U, "modalities", UP),
     ("functions is refused", {"functions": [{"name": "f", "parameters": {}}]}, U, "functions", UP),
     ("function_call is refused", {"function_call": "auto"}, U, "function_call", UP),
