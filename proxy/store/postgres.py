@@ -21,6 +21,11 @@ from .migrations import ADVISORY_LOCK, VERSION_TABLE, pending
 
 __all__ = ["PostgresStore", "numbered"]
 
+# A server that stops answering must not hold the writer (and the history reads behind it)
+# forever: connecting / waiting for a pooled connection, and each statement, are bounded.
+CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 30.0
+
 
 @functools.lru_cache(maxsize=256)
 def numbered(sql: str) -> str:
@@ -42,7 +47,8 @@ class PostgresStore(Store):
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 4) -> PostgresStore:
         with _errors():
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
+                                             command_timeout=COMMAND_TIMEOUT)
         store = cls(pool)
         try:
             await store._migrate()
@@ -52,7 +58,7 @@ class PostgresStore(Store):
         return store
 
     async def _migrate(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK)
             await conn.execute(VERSION_TABLE)
             version = await conn.fetchval("SELECT version FROM schema_version")
@@ -69,18 +75,18 @@ class PostgresStore(Store):
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with _errors():
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 return [tuple(row) for row in await conn.fetch(numbered(sql), *args)]
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _errors():
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 return _rows_changed(await conn.execute(numbered(sql), *args))
 
     async def transaction(self, statements: Iterable[Statement]) -> None:
         """One transaction; runs of the same statement (a batch of upserts) go as one executemany."""
         with _errors():
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
                 batch: list[Any] = []
                 current = ""
                 for sql, args in statements:

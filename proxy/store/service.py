@@ -27,6 +27,7 @@ __all__ = ["StoreService"]
 log = logging.getLogger("proxy.store")
 
 MAX_BACKOFF = 300.0
+POISON_AFTER = 3
 RETENTION_EVERY = 3600.0
 
 
@@ -44,6 +45,7 @@ class StoreService:
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
         self._closing = False
+        self._refusals: dict[str, int] = {}  # record id -> times refused alone
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-flusher")
@@ -77,11 +79,36 @@ class StoreService:
             try:
                 await self.store.put_chats(chats)
             except StoreError as exc:
-                self.history.give_back(chats)
-                ok = self._failed("history", exc)
+                kept = await self._one_by_one(chats) if len(chats) > 1 else chats
+                self.history.give_back(kept)
+                ok = self._failed("history", exc) if kept else ok
             if ok:
                 self.failures, self.last_error = 0, None
             return ok
+
+    async def _one_by_one(self, chats: list[ChatRecord]) -> list[ChatRecord]:
+        """After a failed batch: write each record alone, so one the database refuses cannot
+        hold back the others forever. While none gets through the store is down and every
+        record is kept; a record refused ``POISON_AFTER`` times while others succeed is dropped."""
+        failed: list[ChatRecord] = []
+        for record in chats:
+            try:
+                await self.store.put_chats([record])
+            except StoreError:
+                failed.append(record)
+        if len(failed) == len(chats):
+            return failed  # nothing got through: the store is down, not the records
+        kept = []
+        for record in failed:
+            tries = self._refusals[record.id] = self._refusals.get(record.id, 0) + 1
+            if tries < POISON_AFTER:
+                kept.append(record)
+                continue
+            del self._refusals[record.id]
+            self.history.dropped += 1
+            log.error("store: completion %s refused %d times while others were written; dropped",
+                      record.id, tries)
+        return kept
 
     def _failed(self, what: str, exc: Exception) -> bool:
         self.last_error = f"{type(exc).__name__}: {exc}"

@@ -96,3 +96,28 @@ async def test_retention_deletes_what_is_older_than_the_days_kept() -> None:
     await svc._retain()
     assert [r.id for r in await store.list_chats("k")] == ["new"]
     await svc.stop()
+
+
+class Picky(SQLiteStore):
+    """Refuses one record (as PostgreSQL refuses text it cannot store), accepts the others."""
+
+    async def put_chats(self, records: Any) -> None:
+        if any(r.id == "bad" for r in records):
+            raise StoreError("DataError: refused")
+        await super().put_chats(records)
+
+
+async def test_one_refused_record_does_not_hold_back_the_others() -> None:
+    store = await Picky.open("sqlite://")
+    svc = StoreService(store, StoreConfig(enabled=True, url="sqlite://"))
+    for chat_id in ("a", "bad", "b"):
+        svc.save_chat(ChatRecord(chat_id, "k", 1, "m", [], {}, {}))
+    assert not await svc.flush()
+    assert [r.id for r in await store.list_chats("k")] == ["a", "b"]  # written alone
+    svc.save_chat(ChatRecord("c", "k", 2, "m", [], {}, {}))
+    assert not await svc.flush()
+    svc.save_chat(ChatRecord("d", "k", 3, "m", [], {}, {}))
+    assert await svc.flush()  # refused a third time while others went through: dropped
+    assert [r.id for r in await store.list_chats("k")] == ["a", "b", "c", "d"]
+    assert svc.status()["dropped"] == 1 and svc.status()["pending_completions"] == 0
+    await svc.stop()
