@@ -289,3 +289,17 @@ async def test_an_unreachable_store_is_a_503_in_openais_envelope(start: Start) -
     async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as resp:
         store = (await resp.json())["store"]
     assert store["ok"] is False and store["pending_usage_rows"] == 1
+
+
+async def test_camel_keys_leave_the_clients_metadata_alone(start: Start) -> None:
+    url, _ = await start(response={"keys": "camel"})
+    async with sdk(url) as client:
+        made = await client.chat.completions.create(model="llama3.2", messages=USER, store=True,
+                                                    metadata={"user_name": "ann"})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/v1/chat/completions/{made.id}") as resp:
+            one = await resp.json()
+        async with http.get(f"{url}/v1/chat/completions") as resp:
+            page = await resp.json()
+    assert one["metadata"] == {"user_name": "ann"} and "finishReason" in one["choices"][0]
+    assert page["firstId"] == made.id and page["data"][0]["metadata"] == {"user_name": "ann"}

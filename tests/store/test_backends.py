@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -136,3 +137,19 @@ async def test_failures_are_store_errors(store_url: str) -> None:
     await s.close()
     with pytest.raises(StoreError):
         await s.add_usage([UsageRow(H, "k", "m", "e", 1)])
+
+
+async def test_processes_starting_together_migrate_once(store_url: str) -> None:
+    """Real processes (as --workers N or replicas start), not just connections."""
+    code = ("import asyncio, sys\nfrom proxy.store import open_store\n"
+            "async def main():\n    s = await open_store(sys.argv[1])\n    await s.close()\n"
+            "asyncio.run(main())\n")
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, store_url,
+                                                  stderr=asyncio.subprocess.PIPE) for _ in range(4)]
+    results = [(await p.wait(), (await p.stderr.read()).decode()[-300:]) for p in procs if p.stderr]
+    assert [rc for rc, _ in results] == [0, 0, 0, 0], results
+    s = await open_store(store_url)
+    try:
+        assert await s.fetch("SELECT version FROM schema_version") == [(len(STEPS),)]
+    finally:
+        await s.close()
