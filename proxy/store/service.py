@@ -45,6 +45,7 @@ class StoreService:
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
         self._closing = False
+        self._stop = asyncio.Event()
         self._refusals: dict[str, int] = {}  # record id -> times refused alone
 
     def start(self) -> None:
@@ -52,11 +53,13 @@ class StoreService:
 
     async def stop(self) -> None:
         """Graceful stop: the last flush, then the connection closes."""
+        # Not a cancel: a write cut off mid-transaction could be committed by the database and
+        # still be retried (counted twice) or never be (lost); the task ends after its write.
         self._closing = True
+        self._stop.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.flush()
         await self.store.close()
 
@@ -129,14 +132,13 @@ class StoreService:
         interval = self.config.flush_interval
         delay = interval
         while not self._closing:
-            if self.failures:  # backing off: new history does not hasten the retry
-                await asyncio.sleep(delay)
-            else:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that races with the event, and the task would outlive the app.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
+            # Backing off, new history does not hasten the retry; a stop always ends the wait.
+            # (asyncio.timeout, not wait_for, which on 3.11 can swallow a racing cancellation.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await (self._stop if self.failures else self._wake).wait()
+            if self._closing:
+                return
             self._wake.clear()
             if await self.flush():
                 delay = interval

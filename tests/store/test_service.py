@@ -121,3 +121,13 @@ async def test_one_refused_record_does_not_hold_back_the_others() -> None:
     assert [r.id for r in await store.list_chats("k")] == ["a", "b", "c", "d"]
     assert svc.status()["dropped"] == 1 and svc.status()["pending_completions"] == 0
     await svc.stop()
+
+
+async def test_a_stop_ends_the_wait_at_once_even_when_backing_off() -> None:
+    for backing_off in (False, True):
+        svc, store = await service(flush_interval=3600)
+        svc.failures = int(backing_off)  # as after a failed write: waiting out a long back-off
+        svc.start()
+        svc.usage.listen(outcome())
+        await asyncio.wait_for(svc.stop(), 10)  # not an hour, not five minutes
+        assert store.writes == 1 and len(svc.usage) == 0  # the last flush wrote the usage
