@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
 from ..probe import HealthProbe, ollama_version
+from ..translate.keys import camelize
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
 
@@ -31,7 +32,10 @@ async def readiness(request: web.Request) -> web.Response:
     body = result.body
     service = request.app.get(STORE_SERVICE)
     if service is not None:  # [store] on: what waits to be written and what was dropped
-        body = orjson.dumps({**orjson.loads(body), "store": service.status()})
+        status = service.status()
+        if request.app[CONFIG].response.keys == "camel":
+            status = camelize(status)
+        body = orjson.dumps({**orjson.loads(body), "store": status})
     return web.Response(
         status=result.status, body=body, content_type="application/json", headers=_NO_STORE
     )

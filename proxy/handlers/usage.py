@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiohttp import web
 from multidict import MultiMapping
 
-from ..appkeys import STORE_SERVICE
+from ..appkeys import CONFIG, STORE_SERVICE
 from ..caller import caller
 from ..errors import InvalidRequest, StoreUnavailable
 from ..store.base import StoreError
@@ -55,7 +55,7 @@ async def _usage(request: web.Request, endpoints: frozenset[str], *, embeddings:
     except StoreError:
         raise StoreUnavailable("The proxy's store is unavailable; try again later.") from None
     data, next_start = buckets(rows, query, endpoints, embeddings)
-    return json_response({
+    return json_response(camel=request.app[CONFIG].response.keys == "camel", payload={
         "object": "page",
         "data": data,
         "has_more": next_start is not None,
