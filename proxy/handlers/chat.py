@@ -57,15 +57,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         metadata = chat.metadata
         call = client.open("POST", "/api/chat", ollama)
         del chat, ollama  # JSON bytes in the call now, dropped once sent: not held for the stream
-        if not keep or service is None:
-            async with call as upstream:
-                return await relay_stream(request, client, upstream, state, frames_for_read, outcome)
-        # Storing: the answer is assembled beside the translation, only for this stream.
-        assembly = StreamAssembly()
+        # Only a stream to be stored is assembled beside its translation; others are untouched.
+        assembly = StreamAssembly() if keep and service is not None else None
+        frames = frames_for_read if assembly is None else _assembling(assembly)
         async with call as upstream:
-            response = await relay_stream(request, client, upstream, state, _assembling(assembly), outcome)
-        if state.done and state.error is None and outcome.error is None:
-            replay = ResponseContext(ctx.id, ctx.created, ctx.model, iter(call_ids).__next__)
+            response = await relay_stream(request, client, upstream, state, frames, outcome)
+        if assembly is not None and service is not None and state.done and state.error is None \
+                and outcome.error is None:  # complete answers only
+            sent = iter(call_ids)  # the tool-call ids the stream gave out, in the same order
+            replay = ResponseContext(ctx.id, ctx.created, ctx.model, lambda: next(sent, None) or new_id("call_"))
             completion = to_completion(assembly.answer(), replay)
             service.save_chat(_record(request, ctx, messages, completion, metadata))
         return response
