@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip install --no-cache-dir '.[uvloop]' \
+RUN pip install --no-cache-dir '.[uvloop,postgres]' \
     && useradd --system --uid 10001 --no-create-home proxy
 COPY config.toml ./config.toml
 

@@ -38,13 +38,19 @@ RESULTS = BENCH_DIR / "results"
 PY = sys.executable
 
 TARGETS = ("passthrough", "naive", "proxy")
-LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy"}
-ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
+LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy",
+         "proxy_store": "proxy+store"}
+ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
+        "store_req", "store_chunk")
+# The store's cost (issue 10): the proxy with [store] on (SQLite, usage accounting) against the
+# proxy itself, measured back to back; only these rows run the extra target.
+STORE_TARGET = "proxy_store"
+STORE_ROWS = {"store_req": "nonstream", "store_chunk": "paced_cpu"}  # row -> the load it reuses
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
 PHASES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "ttft", "ttfb")),
-    ("paced", 20.0, ("paced_cpu",)),
+    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "ttft", "ttfb", "store_req")),
+    ("paced", 20.0, ("paced_cpu", "store_chunk")),
     ("hold", 1000.0, ("rss",)),
 )
 WITH_DIRECT = {"nonstream", "one_stream", "streams200", "ttft", "ttfb"}
@@ -158,6 +164,7 @@ class Config:
     logdir: Path
     retries: int = 1
     proxy_config: Path | None = None
+    store_config: Path | None = None  # the proxy_store target's config (store rows only)
     procs: list[Proc] = field(default_factory=list)
     proxy_help: str = ""
 
@@ -235,7 +242,11 @@ class Config:
         port = free_port()
         url = url or f"http://{LOOPBACK}:{upstream_port}"
         env = {"OLLAMA_BASE_URL": url}
-        if name == "proxy":
+        if name == STORE_TARGET:
+            cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port), "--config", str(self.store_config)]
+            if not self.uvloop and "--no-uvloop" in self.proxy_help:
+                cmd += ["--no-uvloop"]
+        elif name == "proxy":
             if self.proxy_cmd:
                 cmd = shlex.split(self.proxy_cmd.format(port=port, upstream=url, host=LOOPBACK))
             else:
@@ -333,6 +344,12 @@ BENCH_PROXY_TOML = """\
 [admission]
 max_concurrent = 0
 """
+# The same with the store on: usage accounting into a SQLite file beside this config.
+BENCH_STORE_TOML = BENCH_PROXY_TOML + """
+[store]
+enabled = true
+url = "sqlite:///bench-store.db"
+"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +359,7 @@ max_concurrent = 0
 def params(quick: bool) -> dict[str, dict[str, Any]]:
     """Per-row load parameters; --quick shortens windows, not the shape of the load."""
     q = quick
-    return {
+    rows: dict[str, dict[str, Any]] = {
         "nonstream": {
             "conns": 50,
             "max_tokens": 10,
@@ -390,6 +407,9 @@ def params(quick: bool) -> dict[str, dict[str, Any]]:
             "establish_s": 60.0,
         },
     }
+    for row, load in STORE_ROWS.items():
+        rows[row] = dict(rows[load])
+    return rows
 
 
 def measure(
@@ -400,6 +420,7 @@ def measure(
     pids: list[int],
     aux: list[int],
 ) -> dict[str, Any]:
+    row = STORE_ROWS.get(row, row)  # the store rows repeat a load against proxy and proxy+store
     """Run the load generator for one row against one target (or the upstream directly).
 
     ``ttft`` and ``ttfb`` take every endpoint at once and interleave them (request by
@@ -483,8 +504,10 @@ def value_of(row: str, raw: dict[str, Any]) -> Any:
         return {"one": one, "two": two} if one and two else None
     if row in ("one_stream", "resp_stream", "streams200"):
         return raw.get("tokens_per_s")
-    if row == "paced_cpu":
+    if row in ("paced_cpu", "store_chunk"):
         return raw.get("server_cpu_us_per_token")
+    if row == "store_req":
+        return raw.get("server_cpu_us_per_req")
     if row == "ttft":
         return raw.get("ttft", {}).get("p50_ms")
     if row == "ttfb":
@@ -510,6 +533,8 @@ TARGET_TEXT = {
     "ttft": "≤ 0.4 ms",
     "ttfb": "≤ 150 ms",
     "rss": "≤ 50/55/200 MB",
+    "store_req": "≤ 1.05×proxy",
+    "store_chunk": "≤ 1.05×proxy",
 }
 TITLE = {
     "nonstream": "non-stream req/s (ratio vs direct)",
@@ -521,6 +546,8 @@ TITLE = {
     "ttft": "added TTFT c=1, p50 (direct: raw)",
     "ttfb": "TTFB p99, 200 streams at once",
     "rss": "RSS idle/200/5000 streams, MB",
+    "store_req": "store on: CPU µs/request, non-stream (vs proxy)",
+    "store_chunk": "store on: CPU µs/chunk, paced 20ms (vs proxy)",
 }
 # The issue's bytes-only figures, to scale absolute targets to this machine's speed.
 ISSUE_BYTES_ONLY = {"ttft": 0.3, "ttfb": 96.0}
@@ -538,6 +565,12 @@ RATIO_TARGET = {
 def compute(row: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Ratios for display and the proxy's verdict for one row."""
     ratios: dict[str, Any] = {}
+    if row in STORE_ROWS:  # the store's cost: proxy+store against the proxy, CPU per unit
+        base, px = values.get("proxy"), values.get(STORE_TARGET)
+        if not (isinstance(base, (int, float)) and isinstance(px, (int, float)) and base > 0):
+            return dict(values), ratios, "no data"
+        ratios[STORE_TARGET] = r = px / base
+        return dict(values), ratios, f"{'PASS' if r <= 1.05 else 'MISS'} ({r:.3f}×proxy)"
     vals = dict(values)
     bo = vals.get("passthrough")
     if row == "ttft":  # report the *added* time: target p50 - direct p50
@@ -614,6 +647,10 @@ def relate_rows(rows: dict[str, Any]) -> None:
 def fmt_num(row: str, v: Any) -> str:
     if v is None:
         return "–"
+    if row == "store_req":
+        return f"{v:.0f} µs"
+    if row == "store_chunk":
+        return f"{v:.1f} µs"
     if row == "rss":
         return "/".join(f"{v[k]:.0f}" for k in v)
     if row == "pool2":
@@ -655,6 +692,8 @@ scaled: an absolute target rescaled by (this machine's bytes-only / the issue's 
 
 def render(result: dict[str, Any]) -> str:
     cols = ["direct"] + [t for t in TARGETS if t in result["targets"]]
+    if any(r in result["rows"] for r in STORE_ROWS):
+        cols.append(STORE_TARGET)
     head = ["what"] + [LABEL[c] for c in cols] + ["target (proxy)", "verdict"]
     table = [head]
     for row in ROWS:
@@ -836,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
         logdir,
         retries=max(0, min(5, a.retries if a.retries is not None else (0 if a.quick else 1))),
     )
+    cfg.store_config = logdir / "bench-proxy-store.toml"
+    cfg.store_config.write_text(BENCH_STORE_TOML)
     if a.proxy_config is None:
         cfg.proxy_config = logdir / "bench-proxy.toml"
         cfg.proxy_config.write_text(BENCH_PROXY_TOML)
@@ -971,9 +1012,10 @@ def run_phase(
 ) -> None:
     """Start the phase's targets, then measure row by row, target after target."""
     procs: dict[str, Proc] = {}
+    with_store = "proxy" in targets and any(r in STORE_ROWS for r in rows)
     try:
         if phase != "hold":
-            for t in targets:
+            for t in targets + ([STORE_TARGET] if with_store else []):
                 try:
                     procs[t] = cfg.start_target(t, up.port)
                 except TargetFailed as e:
@@ -985,6 +1027,8 @@ def run_phase(
             order = (["direct"] if row in WITH_DIRECT else []) + targets
             if row in PROXY_ONLY:
                 order = [t for t in order if t == "proxy"]
+            if row in STORE_ROWS:
+                order = ["proxy", STORE_TARGET]
             if row in INTERLEAVED:
                 eps = [("direct", "ollama", up.port)] + [
                     (t, "openai", procs[t].port) for t in targets if t in procs

@@ -1,4 +1,5 @@
-"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``."""
+"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``,
+and ``python -m proxy usage […]`` (``proxy/store/cli.py``)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def configure(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["usage"]:  # python -m proxy usage …: read the store, serve nothing
+        from .store.cli import main as usage_main
+
+        return usage_main(argv[1:])
     args = parse_args(argv)
     try:
         config = configure(args)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .admission import Admission
-from .appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
 from .handlers.chat import chat_completions
@@ -22,10 +22,20 @@ from .handlers.responses import (
     list_input_items,
     retrieve_response,
 )
+from .handlers.stored import (
+    delete_stored,
+    list_messages,
+    list_stored,
+    retrieve_stored,
+    update_stored,
+)
+from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
+from .store.base import open_store
+from .store.service import StoreService
 from .validate import Validator
 
 __all__ = ["create_app"]
@@ -66,7 +76,34 @@ def create_app(config: Config) -> web.Application:
         app.router.add_route("*", "/api/{path:.*}", passthrough)
     if console_enabled(config):  # static files only; nothing on the API routes' path
         add_console_routes(app, config.console.path)
+    if config.store.enabled:
+        _add_store(app)
     return app
+
+
+def _add_store(app: web.Application) -> None:
+    """Usage accounting and stored completions; with the store off none of this exists."""
+    app.cleanup_ctx.append(_store)
+    app.router.add_get("/v1/chat/completions", list_stored)
+    app.router.add_get("/v1/chat/completions/{id}", retrieve_stored)
+    app.router.add_post("/v1/chat/completions/{id}", update_stored)
+    app.router.add_delete("/v1/chat/completions/{id}", delete_stored)
+    app.router.add_get("/v1/chat/completions/{id}/messages", list_messages)
+    app.router.add_get("/v1/organization/usage/completions", completions_usage)
+    app.router.add_get("/v1/organization/usage/embeddings", embeddings_usage)
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    """Open and migrate the store at start; flush what is pending and close it on a graceful stop."""
+    config = app[CONFIG].store
+    store = await open_store(config.url, pool_size=config.pool_size, busy_timeout=config.busy_timeout)
+    service = StoreService(store, config)
+    app[STORE] = store
+    app[STORE_SERVICE] = service
+    app[OUTCOME_LISTENERS].append(service.usage.listen)
+    service.start()
+    yield
+    await service.stop()
 
 
 async def _ollama_client(app: web.Application) -> AsyncIterator[None]:

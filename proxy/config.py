@@ -34,11 +34,13 @@ __all__ = [
     "ResponseConfig",
     "RoutingConfig",
     "ServerConfig",
+    "StoreConfig",
     "Timeouts",
     "UpstreamConfig",
     "UpstreamServer",
     "load_config",
     "pool_servers",
+    "store_relative_to",
 ]
 
 
@@ -306,6 +308,30 @@ class ConsoleConfig:
         and not {".", ".."} & set(v.split("/")),
         'an absolute path ending in "/" (letters, digits, ._~-), outside /v1/ and /api/',
     )
+StorePolicy = Literal["on_request", "always", "never"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: usage accounting and stored chat completions / responses (``proxy/store/``).
+
+    Off by default: the proxy then keeps nothing and creates no file. ``url`` is
+    ``sqlite:///proxy.db`` (a path relative to the config file's directory, or to the current
+    directory without one), ``sqlite:////abs/path.db``, ``sqlite://`` (memory), or
+    ``postgresql://user:pass@host/db`` when several processes or replicas share it.
+    ``flush_interval``: seconds between the background writes of usage (what a crash can lose).
+    """
+
+    enabled: bool = False
+    url: str = checked("sqlite:///proxy.db", lambda v: v.startswith(("sqlite://", "postgresql://", "postgres://")),
+                       "a sqlite:// or postgresql:// URL")
+    flush_interval: float = checked(5.0, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600")
+    max_pending: int = checked(10_000, lambda v: v >= 1, ">= 1")
+    chat_completions: StorePolicy = "on_request"
+    responses: StorePolicy = "on_request"
+    retention_days: int = checked(0, lambda v: v >= 0, ">= 0 (0 keeps records forever)")
+    pool_size: int = checked(4, lambda v: 1 <= v <= 100, "between 1 and 100")
+    busy_timeout: float = checked(5.0, _positive, "> 0")
 
 
 @dataclass(frozen=True)
@@ -324,6 +350,7 @@ class Config:
     upstreams: tuple[UpstreamServer, ...] = ()
     routing: RoutingConfig = RoutingConfig()
     console: ConsoleConfig = ConsoleConfig()
+    store: StoreConfig = StoreConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -376,6 +403,20 @@ def _check_pool(config: Config) -> None:
         if server.name in names:
             raise ConfigError(f"upstreams[{i}].name: {server.name!r} names two servers; names must be unique")
         names.add(server.name)
+    if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
+        config = store_relative_to(config, Path(path).resolve().parent)
+    return config
+
+
+def store_relative_to(config: Config, base: Path) -> Config:
+    """A relative SQLite path (``sqlite:///proxy.db``) names a file in ``base``, the config
+    file's directory, as SQLAlchemy's URLs do for the working directory."""
+    url = config.store.url
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return config
+    absolute = "sqlite:///" + str(base / url[len(prefix):])  # an absolute path: four slashes
+    return dataclasses.replace(config, store=dataclasses.replace(config.store, url=absolute))
 
 
 def _check_url(url: str, key: str) -> None:

@@ -14,6 +14,7 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     │   └── ModelNotFound           404 invalid_request_error  code=model_not_found
     ├── MethodNotAllowed            405 invalid_request_error
     ├── RateLimited                 429 rate_limit_error        (Retry-After)
+    ├── StoreUnavailable            503 code=store_unavailable   (usage / history database)
     └── UpstreamError               502 api_error               (Ollama failed)
         ├── UpstreamUnavailable     502 code=upstream_unreachable
         ├── UpstreamBusy            503 code=upstream_busy       (Retry-After)
@@ -37,6 +38,7 @@ __all__ = [
     "ProxyError",
     "RateLimited",
     "RequestTimeout",
+    "StoreUnavailable",
     "UnsupportedParameter",
     "UpstreamBusy",
     "UpstreamError",
@@ -117,6 +119,13 @@ class RateLimited(ProxyError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class StoreUnavailable(ProxyError):
+    """The usage / history database could not be read or written (``[store]``)."""
+
+    status = 503
+    code = "store_unavailable"
 
 
 class UpstreamError(ProxyError):

@@ -73,3 +73,7 @@ async def client(proxy_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official OpenAI SDK, pointed at the proxy, without retries (tests want first answers)."""
     async with openai.AsyncOpenAI(base_url=proxy_url + "/v1", api_key="unused", max_retries=0) as sdk:
         yield sdk
+
+
+# The store's backends (issue 10): every store test runs against SQLite and PostgreSQL.
+from tests.pg import postgres_server, store_url  # noqa: F401

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE_SERVICE, VALIDATOR
+from ..caller import caller
 from ..outcome import account
+from ..store.base import ChatRecord
+from ..store.history import should_store
+from ..translate.assemble import StreamAssembly
 from ..translate.chat import ResponseContext, from_openai, to_completion
-from ..translate.stream import frames_for_read, new_stream
+from ..translate.stream import StreamState, frames_for_read, new_stream
 from ..validate import with_defaults
 from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
 
@@ -23,12 +29,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
     chat = from_openai(body)
     ollama = with_defaults(chat.body, limits)
+    service = request.app.get(STORE_SERVICE)
+    keep = should_store(chat.store, None if service is None else config.store.chat_completions)
+    messages = body.get("messages") if keep else None  # as the client sent them, for the history
     del body  # translated; a long conversation is not held twice
+    call_ids: list[str] = []
     ctx = ResponseContext(
         id=new_id("chatcmpl-"),
         created=int(time.time()),
         model=chat.model,
-        new_call_id=lambda: new_id("call_"),
+        new_call_id=_recording(call_ids) if keep and chat.stream else (lambda: new_id("call_")),
     )
     camel = config.response.keys == "camel"
     async with (
@@ -38,10 +48,50 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if not chat.stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             outcome.count_tokens(answer)
-            return json_response(to_completion(answer, ctx), camel=camel)
+            completion = to_completion(answer, ctx)
+            if keep and service is not None:
+                service.save_chat(_record(request, ctx, messages, completion, chat.metadata))
+            return json_response(completion, camel=camel)
         state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
                            max_line_bytes=config.upstream.max_line_bytes)
+        metadata = chat.metadata
         call = client.open("POST", "/api/chat", ollama)
         del chat, ollama  # JSON bytes in the call now, dropped once sent: not held for the stream
+        # Only a stream to be stored is assembled beside its translation; others are untouched.
+        assembly = StreamAssembly() if keep and service is not None else None
+        frames = frames_for_read if assembly is None else _assembling(assembly)
         async with call as upstream:
-            return await relay_stream(request, client, upstream, state, frames_for_read, outcome)
+            response = await relay_stream(request, client, upstream, state, frames, outcome)
+        if assembly is not None and service is not None and state.done and state.error is None \
+                and outcome.error is None:  # complete answers only
+            sent = iter(call_ids)  # the tool-call ids the stream gave out, in the same order
+            replay = ResponseContext(ctx.id, ctx.created, ctx.model, lambda: next(sent, None) or new_id("call_"))
+            completion = to_completion(assembly.answer(), replay)
+            service.save_chat(_record(request, ctx, messages, completion, metadata))
+        return response
+
+
+def _assembling(assembly: StreamAssembly) -> Callable[[StreamState, bytes], bytes]:
+    """``frames_for_read`` that also hands each read to the assembly (stored streams only)."""
+
+    def frames(state: StreamState, data: bytes) -> bytes:
+        assembly.feed(data)
+        return frames_for_read(state, data)
+
+    return frames
+
+
+def _recording(ids: list[str]) -> Callable[[], str]:
+    """New tool-call ids, remembered so the stored answer carries the ids the stream sent."""
+
+    def new_call_id() -> str:
+        ids.append(call_id := new_id("call_"))
+        return call_id
+
+    return new_call_id
+
+
+def _record(request: web.Request, ctx: ResponseContext, messages: Any, completion: dict[str, Any],
+            metadata: dict[str, str] | None) -> ChatRecord:
+    return ChatRecord(ctx.id, caller(request).key_id, ctx.created, ctx.model,
+                      messages if isinstance(messages, list) else [], completion, metadata or {})

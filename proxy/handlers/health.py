@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from ..appkeys import CLIENT, CONFIG, PROBE
+from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
 from ..pool import Pool
 from ..probe import HealthProbe, ProbeResult, ollama_version
 from ..translate.keys import camelize
@@ -30,8 +30,15 @@ _LIVE = b'{"status":"ok"}'
 
 async def readiness(request: web.Request) -> web.Response:
     result = await request.app[PROBE].check()
+    body = result.body
+    service = request.app.get(STORE_SERVICE)
+    if service is not None:  # [store] on: what waits to be written and what was dropped
+        status = service.status()
+        if request.app[CONFIG].response.keys == "camel":
+            status = camelize(status)
+        body = orjson.dumps({**orjson.loads(body), "store": status})
     return web.Response(
-        status=result.status, body=result.body, content_type="application/json", headers=_NO_STORE
+        status=result.status, body=body, content_type="application/json", headers=_NO_STORE
     )
 
 

@@ -30,6 +30,7 @@ from .fields import (
     type_name,
 )  # fmt: skip
 from .messages import to_messages
+from .stored import to_metadata
 
 __all__ = [
     "ChatRequest",
@@ -83,6 +84,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     logprobs: bool
+    store: bool | None = None  # the client's ``store``; whether it is honoured is the [store] policy
+    metadata: dict[str, str] | None = None  # kept with a stored completion (OpenAI's rules)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def from_openai(body: dict[str, Any]) -> ChatRequest:
     model = model_name(body)
     stream = bool(boolean(body, "stream"))
     _only_one_choice(body)
-    _check_store(body)
+    store = boolean(body, "store")
+    metadata = to_metadata(body.get("metadata"))
     logprobs = bool(boolean(body, "logprobs"))
 
     ollama: dict[str, Any] = {
@@ -136,7 +140,7 @@ def from_openai(body: dict[str, Any]) -> ChatRequest:
     options = to_options(body)
     if options:
         ollama["options"] = options
-    return ChatRequest(ollama, model, stream, include_usage(body), logprobs)
+    return ChatRequest(ollama, model, stream, include_usage(body), logprobs, store, metadata)
 
 
 def _only_one_choice(body: dict[str, Any]) -> None:
@@ -154,11 +158,6 @@ def _only_one_choice(body: dict[str, Any]) -> None:
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
         raise UnsupportedParameter("Only the 'text' modality is supported.", param="modalities")
-
-
-def _check_store(body: dict[str, Any]) -> None:
-    if boolean(body, "store"):
-        raise UnsupportedParameter("The proxy does not store completions; 'store' must be false.", param="store")
 
 
 def to_options(body: dict[str, Any]) -> dict[str, Any]:

@@ -261,7 +261,12 @@ REFUSALS = [
     ("n 0 is refused", {"n": 0}, U, "n", UP),
     ("a non-empty logit_bias is refused", {"logit_bias": {"50256": -100}}, U, "logit_bias", UP),
     ("parallel_tool_calls false is refused", {"parallel_tool_calls": False}, U, "parallel_tool_calls", UP),
-    ("store true is refused", {"store": True}, U, "store", UP),
+    ("metadata not an object", {"metadata": ["a"]}, I, "metadata", None),
+    ("metadata with 17 pairs", {"metadata": {f"k{i}": "v" for i in range(17)}}, I, "metadata", None),
+    ("metadata key over 64 characters", {"metadata": {"k" * 65: "v"}}, I, "metadata", None),
+    ("metadata value over 512 characters", {"metadata": {"k": "v" * 513}}, I, "metadata.k", None),
+    ("metadata value not a string", {"metadata": {"k": 1}}, I, "metadata.k", None),
+    ("metadata with a NUL character", {"metadata": {"k": "a\x00b"}}, I, "metadata", None),
     ("the audio modality is refused", {"modalities": ["text", "audio"]}, U, "modalities", UP),
     ("functions is refused", {"functions": [{"name": "f", "parameters": {}}]}, U, "functions", UP),
     ("function_call is refused", {"function_call": "auto"}, U, "function_call", UP),
@@ -748,3 +753,17 @@ def test_to_logprobs_none_and_empty() -> None:
     assert to_logprobs(None) is None
     assert to_logprobs([]) is None
     assert to_logprobs(LOGPROBS) == OPENAI_LOGPROBS
+
+
+@pytest.mark.parametrize("extra, store, metadata", [
+    ({}, None, None),
+    ({"store": True}, True, None),
+    ({"store": False, "metadata": {"topic": "x"}}, False, {"topic": "x"}),
+    ({"store": True, "metadata": {"k" * 64: "v" * 512}}, True, {"k" * 64: "v" * 512}),
+], ids=["absent store stays None", "store true is recorded for the [store] policy",
+        "metadata is kept with store false", "metadata at OpenAI's bounds is accepted"])
+def test_store_and_metadata_are_recorded(extra: dict[str, Any], store: bool | None,
+                                         metadata: dict[str, str] | None) -> None:
+    chat = from_openai(request(**extra))
+    assert (chat.store, chat.metadata) == (store, metadata)
+    assert "store" not in chat.body and "metadata" not in chat.body  # never sent to Ollama
