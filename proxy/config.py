@@ -377,6 +377,8 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         config = dataclasses.replace(config, upstream=upstream, upstreams=pool)
     _check_url(config.upstream.base_url, "upstream.base_url (or OLLAMA_BASE_URL)")
     _check_pool(config)
+    if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
+        config = store_relative_to(config, Path(path).resolve().parent)
     return config
 
 
@@ -403,9 +405,6 @@ def _check_pool(config: Config) -> None:
         if server.name in names:
             raise ConfigError(f"upstreams[{i}].name: {server.name!r} names two servers; names must be unique")
         names.add(server.name)
-    if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
-        config = store_relative_to(config, Path(path).resolve().parent)
-    return config
 
 
 def store_relative_to(config: Config, base: Path) -> Config:
