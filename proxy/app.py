@@ -34,7 +34,9 @@ from .inbound import body_guard, server_settings
 from .middleware import error_middleware
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
+from .responses_store import RESPONSE_RECORDS
 from .store.base import open_store
+from .store.responses import StoredResponses
 from .store.service import StoreService
 from .validate import Validator
 
@@ -100,6 +102,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     service = StoreService(store, config)
     app[STORE] = store
     app[STORE_SERVICE] = service
+    app[RESPONSE_RECORDS] = StoredResponses(store, config.responses)
     app[OUTCOME_LISTENERS].append(service.usage.listen)
     service.start()
     yield

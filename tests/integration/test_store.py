@@ -303,3 +303,44 @@ async def test_camel_keys_leave_the_clients_metadata_alone(start: Start) -> None
             page = await resp.json()
     assert one["metadata"] == {"user_name": "ann"} and "finishReason" in one["choices"][0]
     assert page["firstId"] == made.id and page["data"][0]["metadata"] == {"user_name": "ann"}
+
+
+# ---- the Responses API on the store ------------------------------------------------------------
+
+
+async def test_responses_chain_on_the_store_and_stay_per_key(start: Start, fake_ollama: FakeOllama) -> None:
+    """``[store] enabled`` gives /v1/responses its records: a stream's response chains at once,
+    retrieve/input_items/delete read the database, and another key's id is a 404."""
+    url, _ = await start()
+    fake_ollama.push(Reply(content="Hi Ann."), Reply(content="Your name is Ann."))
+    async with sdk(url, "alice") as alice, sdk(url, "bob") as bob:
+        async with alice.responses.stream(model="llama3.2", input="I am Ann.") as stream:
+            first = await stream.get_final_response()
+        second = await alice.responses.create(model="llama3.2", input="Who am I?", previous_response_id=first.id)
+        assert second.output_text == "Your name is Ann."
+        chats = [body for path, body in fake_ollama.requests if path == "/api/chat"]
+        assert chats[-1]["messages"] == [
+            {"role": "user", "content": "I am Ann."},
+            {"role": "assistant", "content": "Hi Ann."},
+            {"role": "user", "content": "Who am I?"},
+        ]
+        assert (await alice.responses.retrieve(second.id)).output_text == "Your name is Ann."
+        items = await alice.responses.input_items.list(second.id)
+        assert [item.type for item in items.data] == ["message"]
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.retrieve(second.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.create(model="llama3.2", input="x", previous_response_id=second.id)
+        await alice.responses.delete(second.id)
+        with pytest.raises(openai.NotFoundError):
+            await alice.responses.retrieve(second.id)
+
+
+async def test_responses_store_never_keeps_nothing(start: Start, fake_ollama: FakeOllama) -> None:
+    url, _ = await start({"responses": "never"})
+    fake_ollama.push(Reply(content="Hi."))
+    async with sdk(url, "alice") as alice:
+        created = await alice.responses.create(model="llama3.2", input="hello")
+        assert created.store is False
+        with pytest.raises(openai.NotFoundError):
+            await alice.responses.retrieve(created.id)
