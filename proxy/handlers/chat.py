@@ -7,9 +7,17 @@ import time
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
-from ..translate.chat import ResponseContext, from_openai, to_completion
-from ..translate.stream import frames_for_read, new_stream
+from ..translate.chat import (
+    ReplyShape,
+    ResponseContext,
+    choice_bodies,
+    from_openai,
+    reasoning_keys,
+    to_completion,
+)  # fmt: skip
+from ..translate.stream import frames_for_forced_read, frames_for_read, new_stream
 from ..validate import with_defaults
+from .choices import relay_many, whole_answers
 from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
 
 __all__ = ["chat_completions"]
@@ -30,13 +38,25 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         new_call_id=lambda: new_id("call_"),
     )
     camel = config.response.keys == "camel"
+    shape = ReplyShape(reasoning_keys(config.response.reasoning_field), chat.one_tool_call, chat.forced)
+    reader = frames_for_read if chat.forced is None else frames_for_forced_read
+    if chat.n > 1:  # one request to Ollama per choice, each under its own slot (handlers/choices.py)
+        bodies = choice_bodies(ollama, chat.n)
+        if not chat.stream:
+            answers = await whole_answers(request, chat.model, bodies)
+            return json_response(to_completion(answers, ctx, shape), camel=camel)
+        states = [new_stream(ctx, include_usage=chat.include_usage, camel=camel, index=i, final=False,
+                             max_line_bytes=config.upstream.max_line_bytes, shape=shape)
+                  for i in range(chat.n)]
+        del ollama
+        return await relay_many(request, chat.model, bodies, states, reader)
     async with request.app[ADMISSION].slot(chat.model):  # given back however the answer ends
         if not chat.stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
-            return json_response(to_completion(answer, ctx), camel=camel)
+            return json_response(to_completion(answer, ctx, shape), camel=camel)
         state = new_stream(ctx, include_usage=chat.include_usage, camel=camel,
-                           max_line_bytes=config.upstream.max_line_bytes)
+                           max_line_bytes=config.upstream.max_line_bytes, shape=shape)
         call = client.open("POST", "/api/chat", ollama)
         del chat, ollama  # JSON bytes in the call now, dropped once sent: not held for the stream
         async with call as upstream:
-            return await relay_stream(request, client, upstream, state, frames_for_read)
+            return await relay_stream(request, client, upstream, state, reader)
