@@ -193,9 +193,10 @@ class ResponseConfig:
 
     keys: Literal["snake", "camel"] = "snake"
     # Where a message's thinking goes. "both" by default: LangChain (JS ChatOpenAI, Python
-    # ChatDeepSeek) and the Vercel AI SDK read "reasoning_content" (DeepSeek/vLLM's name),
-    # pydantic-ai and Ollama's own /v1 clients "reasoning"; every reader found takes one of the
-    # two, never both, so sending both shows the thinking to all of them once.
+    # ChatDeepSeek; Python's ChatOpenAI reads neither) and the Vercel AI SDK read
+    # "reasoning_content" (DeepSeek/vLLM's name), pydantic-ai and Ollama's own /v1 clients
+    # "reasoning"; each reader takes one of the two, never both, so sending both shows the
+    # thinking to all of them once (README: "Thinking").
     reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
 
 
