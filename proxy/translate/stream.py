@@ -63,6 +63,9 @@ class StreamState:
     tail: bytes = b""
     content_head: bytes = field(default=b"", repr=False)
     content_tail: bytes = field(default=b"", repr=False)
+    thinking_parts: tuple[bytes, ...] = field(default=(), repr=False)  # joined by the thinking
+    args_head: bytes = field(default=b"", repr=False)  # a forced call's argument fragment
+    args_tail: bytes = field(default=b"", repr=False)
     index: int = 0  # the choice this stream fills (n > 1: one stream per choice)
     final: bool = True  # its end also ends the answer (usage chunk, [DONE]); n > 1: the merger's
     reasoning_keys: tuple[str, ...] = ("reasoning",)
@@ -89,9 +92,15 @@ def new_stream(ctx: ResponseContext, *, include_usage: bool = False, camel: bool
                         reasoning_keys=shape.reasoning_keys, one_tool_call=shape.one_tool_call)
     if shape.forced is not None:
         state.forced = ForcedStream(shape.forced, None if shape.forced.named else CallScanner())
-    head, sep, tail = frame(_chunk(state, {"content": _SLOT})).partition(orjson.dumps(_SLOT))
+    slot = orjson.dumps(_SLOT)
+    head, sep, tail = frame(_chunk(state, {"content": _SLOT})).partition(slot)
     assert sep, "content slot missing from template"
     state.content_head, state.content_tail = head, tail
+    # Thinking lines (thinking-heavy streams are mostly these) get a template too, with one slot
+    # per reasoning key; so do a forced call's argument fragments.
+    state.thinking_parts = tuple(frame(_chunk(state, dict.fromkeys(state.reasoning_keys, _SLOT))).split(slot))
+    fragment = {"tool_calls": [{"index": 0, "function": {"arguments": _SLOT}}]}
+    state.args_head, _, state.args_tail = frame(_chunk(state, fragment)).partition(slot)
     return state
 
 
@@ -108,6 +117,7 @@ def frames_for_read(state: StreamState, data: bytes) -> bytes:
 # characters or invalid UTF-8, which go to the full path to be refused.
 _MESSAGE = b'","message":{"role":"assistant","content":"'
 _PLAIN_END = b'"},"done":false}'
+_THINKING = b'","thinking":"'  # after an empty content: a thinking line
 _UNSAFE = re.compile(rb'["\\\x00-\x1f]')  # a quote, a backslash or a control character
 
 
@@ -122,6 +132,10 @@ def chunks_for(state: StreamState, line: bytes) -> bytes:
             literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
             if not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
                 return state.content_head + b'"' + literal + b'"' + state.content_tail
+            if literal.startswith(_THINKING):
+                literal = literal[len(_THINKING) :]
+                if not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
+                    return (b'"' + literal + b'"').join(state.thinking_parts)
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -140,6 +154,18 @@ def chunks_for(state: StreamState, line: bytes) -> bytes:
         and "logprobs" not in data
     ):
         return state.content_head + orjson.dumps(content) + state.content_tail
+    if (  # the same for a thinking line: role, empty content, thinking
+        state.role_sent
+        and type(message) is dict
+        and len(message) == 3
+        and message.get("content") == ""
+        and type(thinking := message.get("thinking")) is str
+        and thinking
+        and "role" in message
+        and data.get("done") is False
+        and "logprobs" not in data
+    ):
+        return orjson.dumps(thinking).join(state.thinking_parts)
     return _full_path(state, data)
 
 
@@ -243,6 +269,14 @@ def forced_chunks_for(state: StreamState, line: bytes) -> bytes:
     assert forced is not None, "forced_chunks_for needs a forced stream"
     if state.done:
         return b""
+    # Fast path: a named call under way, a plain content line: the fragment copied as it is.
+    if forced.announced and forced.scanner is None and line.endswith(_PLAIN_END):
+        start = line.find(_MESSAGE)
+        if start > 0 and line.startswith(b'{"model":"'):
+            literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
+            if literal and not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
+                forced.text += literal.decode()
+                return state.args_head + b'"' + literal + b'"' + state.args_tail
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -257,10 +291,13 @@ def forced_chunks_for(state: StreamState, line: bytes) -> bytes:
     frames = []
     thinking = message.get("thinking") or ""
     if thinking:
-        frames.append(frame(_chunk(state, _reasoning(state, _role(state), thinking))))
+        if state.role_sent:
+            frames.append(orjson.dumps(thinking).join(state.thinking_parts))
+        else:
+            frames.append(frame(_chunk(state, _reasoning(state, _role(state), thinking))))
     content = message.get("content") or ""
     if content:
-        frames.extend(frame(_chunk(state, delta)) for delta in _call_deltas(state, forced, content))
+        frames.append(_call_frames(state, forced, content))
     if data.get("done") is True:
         cut = data.get("done_reason") == "length"
         if not cut or not forced.announced:
@@ -280,9 +317,9 @@ def _role(state: StreamState) -> dict[str, Any]:
     return {"role": "assistant"}
 
 
-def _call_deltas(state: StreamState, forced: ForcedStream, content: str) -> list[dict[str, Any]]:
-    """The deltas this piece of the constrained output adds to the call."""
-    deltas = []
+def _call_frames(state: StreamState, forced: ForcedStream, content: str) -> bytes:
+    """The frames this piece of the constrained output adds to the call."""
+    frames = []
     scanner = forced.scanner
     if scanner is None:  # named: the output is the arguments
         if not forced.text:
@@ -305,10 +342,10 @@ def _call_deltas(state: StreamState, forced: ForcedStream, content: str) -> list
         state.tool_calls_sent = True
         call = {"index": 0, "id": state.ctx.new_call_id(), "type": "function",
                 "function": {"name": name, "arguments": ""}}
-        deltas.append({**_role(state), "content": None, "tool_calls": [call]})
+        frames.append(frame(_chunk(state, {**_role(state), "content": None, "tool_calls": [call]})))
     if fragment and forced.announced:
-        deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]})
-    return deltas
+        frames.append(state.args_head + orjson.dumps(fragment) + state.args_tail)
+    return b"".join(frames)
 
 
 def _chunk(state: StreamState, delta: dict[str, Any], reason: str | None = None,

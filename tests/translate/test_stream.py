@@ -737,3 +737,57 @@ def test_a_call_cut_off_by_max_tokens_goes_out_as_generated_with_length() -> Non
     empty = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=NAMED))
     frames = payloads(frames_for_forced_read(empty, constrained(thinking="Hmm", reason="length")))
     assert "cut off" in frames[-1]["error"]["message"]
+
+
+# ---- the thinking and argument-fragment templates ------------------------------------------------
+
+_THINKING_LINE = ('{{"model":"m","created_at":"2025-06-01T12:00:00Z","message":{{"role":"assistant","content":"",'
+                  '"thinking":{}}},"done":false}}')
+KEYS = [("reasoning",), ("reasoning_content",), ("reasoning", "reasoning_content")]
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(texts=st.lists(st.text(st.characters(exclude_categories=["Cs"]), min_size=1), min_size=1, max_size=4),
+       keys=st.sampled_from(KEYS), include_usage=st.booleans(), camel=st.booleans())
+def test_thinking_fast_paths_match_the_full_path(texts: list[str], keys: tuple[str, ...], include_usage: bool,
+                                                 camel: bool) -> None:
+    def fresh() -> StreamState:
+        return new_stream(context("m"), include_usage=include_usage, camel=camel, shape=ReplyShape(keys))
+
+    fast, full = fresh(), fresh()
+    for text in ["first", *texts]:
+        line = _THINKING_LINE.format(json.dumps(text)).encode()
+        assert chunks_for(fast, line) == stream._full_path(full, orjson.loads(line)), line
+
+
+def test_thinking_lines_do_take_the_template_unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(("reasoning", "reasoning_content")))
+    lines = lines_of(THINKING)
+    chunks_for(state, lines[0])
+    state.thinking_parts = (b"<a>", b"<b>", b"<c>")
+    parsed: list[bytes] = []
+    real_loads = orjson.loads
+    monkeypatch.setattr(stream.orjson, "loads", lambda raw: parsed.append(raw) or real_loads(raw))
+    assert chunks_for(state, lines[1]) == b'<a>", the user wants"<b>", the user wants"<c>'
+    assert parsed == []
+
+
+@pytest.mark.parametrize("pieces, unparsed", [
+    (["{", "Paris", " 12", "}"], 3),
+    (['{"q": ', '"say \\"hi\\""', "\n<b>", "}"], 1),
+], ids=["pieces without quotes: copied unparsed", "pieces with quotes or escapes: decoded and re-encoded"])
+def test_a_forced_fragment_frame_is_the_dict_path_byte_for_byte(monkeypatch: pytest.MonkeyPatch,
+                                                                 pieces: list[str], unparsed: int) -> None:
+    state = new_stream(context("qwen3:8b"), include_usage=True, shape=ReplyShape(forced=NAMED))
+    lines = [orjson.dumps({"model": "qwen3:8b", "created_at": "", "message": {"role": "assistant", "content": p},
+                           "done": False}) for p in pieces]
+    parsed: list[bytes] = []
+    real_loads = orjson.loads
+    monkeypatch.setattr(stream.orjson, "loads", lambda raw: parsed.append(raw) or real_loads(raw))
+    frames = [stream.forced_chunks_for(state, line) for line in lines]
+    assert len(lines) - len(parsed) == unparsed
+    for out, text in list(zip(frames, pieces, strict=True))[1:]:
+        want = stream.frame(stream._chunk(state, {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}))
+        assert out == want
+    assert state.forced is not None and state.forced.text == "".join(pieces)
