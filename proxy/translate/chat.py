@@ -420,6 +420,7 @@ def to_choice(ollama: dict[str, Any], index: int, ctx: ResponseContext, shape: R
     return {
         "index": index,
         "message": reply,
-        "logprobs": to_logprobs(ollama.get("logprobs")),
+        # OpenAI gives no logprobs for a tool call, so a forced one has none (as when streamed).
+        "logprobs": None if shape.forced is not None else to_logprobs(ollama.get("logprobs")),
         "finish_reason": finish_reason(done_reason, bool(calls)),
     }

@@ -147,3 +147,32 @@ async def test_parallel_tool_calls_false_keeps_the_first_call(
     assert [json.loads(c.function.arguments) for c in reply.choices[0].message.tool_calls or []] == [{"city": "Paris"}]
     assert [json.loads(c.function.arguments or "") for c in streamed if c.function] == [{"city": "Paris"}]
     assert sum("parallel_tool_calls is false" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_n_forced_calls_stream_side_by_side(client: openai.AsyncOpenAI, fake_ollama: FakeOllama) -> None:
+    stream = await client.chat.completions.create(model="llama3.2", messages=USER, tools=TOOLS, tool_choice="required",
+                                                  n=2, seed=0, stream=True)
+    arguments: dict[int, str] = {0: "", 1: ""}
+    names: dict[int, str] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                if call.function and call.function.name:
+                    names[choice.index] = call.function.name
+                arguments[choice.index] += (call.function.arguments or "") if call.function else ""
+    assert names == {0: "get_weather", 1: "get_time"}  # seeds 0 and 1 pick the branches
+    assert json.loads(arguments[0]) == schema_instance(WEATHER, seed=0)
+    assert json.loads(arguments[1]) == schema_instance(TIME, seed=1)
+
+
+async def test_reasoning_content_in_the_history_reaches_ollama_as_thinking(
+    client: openai.AsyncOpenAI, fake_ollama: FakeOllama
+) -> None:
+    history: Any = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "Two and two."},
+        {"role": "user", "content": "And 3+3?"},
+    ]
+    await client.chat.completions.create(model="qwen3:8b", messages=history)
+    assert chat_bodies(fake_ollama)[-1]["messages"][1] == {"role": "assistant", "content": "4",
+                                                            "thinking": "Two and two."}
