@@ -34,7 +34,7 @@ from .chat import (
 )
 from .keys import camelize
 from .ndjson import DONE, error_frame, frame, translate_read
-from .tool_choice import CallScanner, ForcedCall, check_streamed
+from .tool_choice import CallScanner, ForcedCall, check_streamed, not_a_call
 
 __all__ = [
     "DONE", "StreamState", "chunks_for", "closing_frames", "error_frame", "forced_chunks_for", "frame",
@@ -79,9 +79,14 @@ class ForcedStream:
 
     call: ForcedCall
     scanner: CallScanner | None  # "required": finds the name and the arguments in the output
-    text: str = ""
+    parts: list[str] = field(default_factory=list)  # named: the output, piece by piece
     announced: bool = False
-    sent: int = 0  # arguments characters sent (of ``scanner.text``)
+    pending: str = ""  # "required": arguments generated before the name (held until it comes)
+
+    @property
+    def text(self) -> str:
+        """The whole output so far."""
+        return self.scanner.text if self.scanner is not None else "".join(self.parts)
 
 
 def new_stream(ctx: ResponseContext, *, include_usage: bool = False, camel: bool = False,
@@ -275,7 +280,7 @@ def forced_chunks_for(state: StreamState, line: bytes) -> bytes:
         if start > 0 and line.startswith(b'{"model":"'):
             literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
             if literal and not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
-                forced.text += literal.decode()
+                forced.parts.append(literal.decode())
                 return state.args_head + b'"' + literal + b'"' + state.args_tail
     try:
         data = orjson.loads(line)
@@ -321,28 +326,29 @@ def _call_frames(state: StreamState, forced: ForcedStream, content: str) -> byte
     """The frames this piece of the constrained output adds to the call."""
     frames = []
     scanner = forced.scanner
+    name: str | None
     if scanner is None:  # named: the output is the arguments
-        if not forced.text:
-            content = content.lstrip()
-        forced.text += content
+        if not forced.parts:
+            content = content.lstrip()  # whitespace before the object: not sent
+            if not content:
+                return b""
+        forced.parts.append(content)
         name, fragment = forced.call.names[0], content
     else:
-        scanner.feed(content)
-        forced.text = scanner.text
-        name = scanner.name  # type: ignore[assignment]
+        fragment = scanner.feed(content)
+        name = scanner.name
         if name is not None and name not in forced.call.names:
-            check_streamed(forced.call, scanner, forced.text)  # raises: not one of the tools
-        fragment = ""
-        if scanner.args_start is not None:
-            end = scanner.args_end if scanner.args_end is not None else scanner.pos
-            begin = max(scanner.args_start, forced.sent)
-            fragment, forced.sent = scanner.text[begin:end], max(forced.sent, end)
-    if name is not None and not forced.announced and (fragment or scanner is not None):
+            raise not_a_call(forced.call, "its output does not name one of the tools")
+        if not forced.announced and fragment:
+            forced.pending += fragment  # the arguments came first: held until the name is known
+            fragment = ""
+    if name is not None and not forced.announced:
         forced.announced = True
         state.tool_calls_sent = True
         call = {"index": 0, "id": state.ctx.new_call_id(), "type": "function",
                 "function": {"name": name, "arguments": ""}}
         frames.append(frame(_chunk(state, {**_role(state), "content": None, "tool_calls": [call]})))
+        fragment, forced.pending = forced.pending + fragment, ""
     if fragment and forced.announced:
         frames.append(state.args_head + orjson.dumps(fragment) + state.args_tail)
     return b"".join(frames)

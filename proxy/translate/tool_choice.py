@@ -33,7 +33,7 @@ import orjson
 from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError
 from .fields import obj, require, string
 
-__all__ = ["CallScanner", "ForcedCall", "check_streamed", "forced_call", "instruct", "parse_call"]
+__all__ = ["CallScanner", "ForcedCall", "check_streamed", "forced_call", "instruct", "not_a_call", "parse_call"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,11 @@ def check_streamed(forced: ForcedCall, scanner: CallScanner | None, text: str, *
         raise UpstreamError(_bad(forced, "its output has no arguments object"))
 
 
+def not_a_call(forced: ForcedCall, why: str) -> UpstreamError:
+    """The 502 for output that is no valid call; ``why`` completes "... as tool_choice required: "."""
+    return UpstreamError(_bad(forced, why))
+
+
 def _bad(forced: ForcedCall, why: str) -> str:
     what = f"the tool '{forced.names[0]}'" if forced.named else "one of the tools"
     return (f"The model did not produce a valid call of {what}, as tool_choice required: {why}. "
@@ -206,30 +211,39 @@ class CallScanner:
     A small scanner of the top-level object (strings and escapes respected, nesting counted):
     it learns ``name`` as soon as its string closes and where ``arguments`` begins and ends, so a
     stream can announce the tool and then pass the arguments on as they come, in any key order.
+    Each piece is scanned once and kept as it is (no growing string is copied per piece); only
+    the top-level keys and string values, which are short, are collected to be decoded.
     """
 
-    __slots__ = ("_depth", "_escape", "_in_string", "_key", "_phase", "_start", "args_end",
-                 "args_start", "name", "pos", "text")
+    __slots__ = ("_buf", "_depth", "_escape", "_in_string", "_key", "_phase", "_start", "args_end",
+                 "args_start", "name", "pieces", "pos")
 
     def __init__(self) -> None:
-        self.text = ""
-        self.pos = 0
+        self.pieces: list[str] = []
+        self.pos = 0  # characters seen
         self.name: str | None = None
-        self.args_start: int | None = None
+        self.args_start: int | None = None  # offsets in the whole output
         self.args_end: int | None = None
         self._depth = 0
         self._in_string = False
         self._escape = False
-        self._phase = "open"  # open, key, colon, value, scalar, after
+        self._phase = "open"  # open, key, colon, value, string, container, scalar, after
         self._key: str | None = None
         self._start = 0
+        self._buf: list[str] = []  # the top-level string being read (a key or a value)
 
-    def feed(self, piece: str) -> None:
-        self.text += piece
-        text = self.text
-        for i in range(self.pos, len(text)):
-            c = text[i]
+    @property
+    def text(self) -> str:
+        """The whole output so far."""
+        return "".join(self.pieces)
+
+    def feed(self, piece: str) -> str:
+        """Scan ``piece``; return the part of it that belongs to ``arguments``."""
+        base = self.pos
+        for j, c in enumerate(piece):
             if self._in_string:
+                if self._depth == 1:
+                    self._buf.append(c)
                 if self._escape:
                     self._escape = False
                 elif c == "\\":
@@ -237,41 +251,46 @@ class CallScanner:
                 elif c == '"':
                     self._in_string = False
                     if self._depth == 1:
-                        self._close_top_string(i)
+                        self._close_top_string(base + j)
                 continue
             if c == '"':
                 self._in_string = True
                 if self._depth == 1:
-                    if self._phase == "key":
-                        self._start = i
-                    elif self._phase == "value":
-                        self._begin_value(i, "string")
+                    self._buf = ['"']
+                    if self._phase == "value":
+                        self._begin_value(base + j, "string")
             elif c in "{[":
                 self._depth += 1
                 if self._depth == 1:
                     self._phase = "key"
                 elif self._depth == 2 and self._phase == "value":
-                    self._begin_value(i, "container")
+                    self._begin_value(base + j, "container")
             elif c in "}]":
                 self._depth -= 1
                 if self._depth == 1 and self._phase == "container":
-                    self._end_value(i + 1)
+                    self._end_value(base + j + 1)
                 elif self._depth == 0 and self._phase == "scalar":
-                    self._end_value(i)
+                    self._end_value(base + j)
             elif self._depth == 1:
                 if c == ":" and self._phase == "colon":
                     self._phase = "value"
                 elif c == ",":
                     if self._phase == "scalar":
-                        self._end_value(i)
+                        self._end_value(base + j)
                     self._phase = "key"
                 elif self._phase == "value" and not c.isspace():
-                    self._begin_value(i, "scalar")
-        self.pos = len(text)
+                    self._begin_value(base + j, "scalar")
+        self.pieces.append(piece)
+        self.pos = base + len(piece)
+        if self.args_start is None:
+            return ""
+        low = max(self.args_start, base)
+        high = self.args_end if self.args_end is not None else self.pos
+        return piece[low - base : high - base] if high > low else ""
 
     def _close_top_string(self, i: int) -> None:
         if self._phase == "key":
-            self._key = _decode_str(self.text[self._start : i + 1])
+            self._key = _decode_str("".join(self._buf))
             self._phase = "colon"
         elif self._phase == "string":
             self._end_value(i + 1)
@@ -283,11 +302,10 @@ class CallScanner:
             self.args_start = i
 
     def _end_value(self, end: int) -> None:
-        raw = self.text[self._start : end].strip()
         if self._key == "name":
-            self.name = _decode_str(raw)
+            self.name = _decode_str("".join(self._buf)) if self._phase == "string" else None
         elif self._key == "arguments":
-            self.args_end = self._start + len(raw)
+            self.args_end = end
         self._phase = "after"
 
     def arguments_so_far(self) -> str:

@@ -716,6 +716,14 @@ def test_a_required_call_waits_for_the_name_then_streams_only_the_arguments() ->
     assert fragments == ['{"ci', 'ty": "Oslo"', "}"]  # the wrapper's closing brace is not sent
 
 
+def test_arguments_before_the_name_are_held_until_the_name_comes() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=REQUIRED))
+    raw = constrained('{"argu', 'ments": {"ci', 'ty": "Oslo"}, ', '"name": "get_w', 'eather"', "}")
+    deltas = [c["delta"] for c in forced_deltas(frames_for_forced_read(state, raw))]
+    assert deltas[0]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": ""}
+    assert [d["tool_calls"][0]["function"]["arguments"] for d in deltas[1:-1]] == ['{"city": "Oslo"}']
+
+
 @pytest.mark.parametrize("forced, pieces, why", [
     (NAMED, ["Sure, the weather"], "its output is not JSON"),
     (NAMED, ["[1, 2]"], "not a JSON object"),

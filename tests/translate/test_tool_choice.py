@@ -148,10 +148,12 @@ SCANNED = [
 def test_the_scanner_finds_name_and_arguments_in_any_pieces(text: str, name: str, arguments: str, size: int) -> None:
     scanner = CallScanner()
     seen_before_end = []
+    returned = []
     for i in range(0, len(text), size):
-        scanner.feed(text[i:i + size])
+        returned.append(scanner.feed(text[i:i + size]))
         seen_before_end.append(scanner.arguments_so_far())
     assert (scanner.name, scanner.arguments_so_far()) == (name, arguments)
+    assert "".join(returned) == arguments and scanner.text == text
     assert scanner.args_end is not None
     # What went out along the way is always a prefix of the final arguments (never the wrapper).
     assert all(arguments.startswith(part) for part in seen_before_end)
