@@ -8,8 +8,8 @@ non-Ollama has to travel through the proxy: the runner starts a separate paced i
 Streaming replies are NDJSON in ``Transfer-Encoding: chunked`` with one chunk per line, as
 Ollama flushes per token.  Shapes (for ``bench.shapes``): a model named ``*-think`` sends each
 token as ``thinking`` instead of ``content``; a request with a ``format`` gets its tokens inside
-one JSON object (``{"a":"tok tok …"}``, the opening and closing in lines of their own), as
-constrained decoding would.  Flat out (no delay) several chunks go into one write per loop
+one JSON object (``{"a":"tok tok …"}``, the opening and closing in lines of their own; inside
+``{"name": "record", "arguments": …}`` for an ``anyOf`` schema), as constrained decoding would.  Flat out (no delay) several chunks go into one write per loop
 iteration, bounded by transport flow control.
 
     python -m bench.fake_upstream --port P [--delay-ms D]
@@ -51,7 +51,9 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-JSON_OPEN, JSON_CLOSE = '{"a":"', '"}'  # what a "format" reply wraps its tokens in
+# What a reply to a "format" wraps its tokens in: one string property, or (for an anyOf
+# schema, a forced "required" call) the {"name", "arguments"} object around it.
+WRAPS = {"": ("", ""), "args": ('{"a":"', '"}'), "call": ('{"name":"record","arguments":{"a":"', '"}}')}
 
 
 class _ModelBytes:
@@ -60,14 +62,15 @@ class _ModelBytes:
     __slots__ = ("_done", "_full", "batch", "model_json", "prefix", "suffix", "thinking", "token_chunk",
                  "wrapped")
 
-    def __init__(self, model: str, wrapped: bool = False) -> None:
+    def __init__(self, model: str, wrapped: str = "") -> None:
         self.model_json = orjson.dumps(model)
         self.thinking = model.endswith("-think")
         self.wrapped = wrapped
         field = b'"content":"","thinking":"' if self.thinking else b'"content":"'
         self.token_chunk = _chunk(self._line(field + TOKEN.encode() + b'"'))
-        self.prefix = _chunk(self._line(b'"content":' + orjson.dumps(JSON_OPEN))) if wrapped else b""
-        self.suffix = _chunk(self._line(b'"content":' + orjson.dumps(JSON_CLOSE))) if wrapped else b""
+        opening, closing = WRAPS[wrapped]
+        self.prefix = _chunk(self._line(b'"content":' + orjson.dumps(opening))) if wrapped else b""
+        self.suffix = _chunk(self._line(b'"content":' + orjson.dumps(closing))) if wrapped else b""
         self.batch = self.token_chunk * BATCH
         self._done: dict[int, bytes] = {}
         self._full: dict[int, bytes] = {}
@@ -105,8 +108,8 @@ class _ModelBytes:
         b = self._full.get(n)
         if b is None:
             text = TOKEN * n
-            if self.wrapped:
-                text = JSON_OPEN + text + JSON_CLOSE
+            opening, closing = WRAPS[self.wrapped]
+            text = opening + text + closing
             field = b'"content":"","thinking":' if self.thinking else b'"content":'
             b = (
                 b'{"model":'
@@ -124,10 +127,10 @@ class _ModelBytes:
         return b
 
 
-_models: dict[tuple[str, bool], _ModelBytes] = {}
+_models: dict[tuple[str, str], _ModelBytes] = {}
 
 
-def _model_bytes(model: str, wrapped: bool = False) -> _ModelBytes:
+def _model_bytes(model: str, wrapped: str = "") -> _ModelBytes:
     mb = _models.get((model, wrapped))
     if mb is None:
         mb = _ModelBytes(model, wrapped)
@@ -287,7 +290,8 @@ class Upstream(asyncio.Protocol):
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             self._simple(b"400 Bad Request", b'{"error":"invalid request body"}', self.keep_alive)
             return
-        mb = _model_bytes(model, "format" in req)
+        fmt = req.get("format")
+        mb = _model_bytes(model, "" if fmt is None else "call" if "anyOf" in fmt else "args")
         if not stream:
             if self.delay > 0:
                 self.busy = True

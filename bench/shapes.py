@@ -12,6 +12,8 @@ second and server CPU per frame as ratios against plain streaming in the same ru
 
     plain               content frames (the baseline)
     forced tool call    tool_choice named: tool_calls[0].function.arguments fragments
+    forced, required    tool_choice "required" over two tools: the {"name", "arguments"} output
+                        scanned for the name and the arguments' extent, piece by piece
     thinking, both      a thinking stream with reasoning_field = "both" (the default)
     thinking, reasoning a thinking stream with reasoning_field = "reasoning" (one name)
 
@@ -33,10 +35,12 @@ from bench.run import RESULTS, Config, TargetFailed, pick_cpus
 
 TOOL = {"type": "function", "function": {"name": "record", "parameters": {
     "type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}}}
+OTHER = {"type": "function", "function": {"name": "other", "parameters": {"type": "object", "properties": {}}}}
 # name, proxy config (reasoning_field), extra request body, token markers per frame
 SHAPES: tuple[tuple[str, str, dict[str, Any], int], ...] = (
     ("plain", "both", {}, 1),
     ("forced tool call", "both", {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "record"}}}, 1),
+    ("forced, required", "both", {"tools": [TOOL, OTHER], "tool_choice": "required"}, 1),
     ("thinking, both", "both", {"model": "bench-think"}, 2),
     ("thinking, reasoning", "reasoning", {"model": "bench-think"}, 1),
 )

@@ -25,6 +25,7 @@ as generated, with ``finish_reason: "length"``, as OpenAI does for a cut-off too
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,7 +241,17 @@ class CallScanner:
     def feed(self, piece: str) -> str:
         """Scan ``piece``; return the part of it that belongs to ``arguments``."""
         base = self.pos
-        for j, c in enumerate(piece):
+        j, n = 0, len(piece)
+        while j < n:
+            if self._depth >= 2 and not self._escape:
+                # Inside the arguments (or another nested value) only quotes, backslashes and
+                # brackets matter: jump to the next one (most pieces hold none).
+                found = (_STRING_STOPS if self._in_string else _NESTED_STOPS).search(piece, j)
+                if found is None:
+                    break
+                j = found.start()
+            c, at = piece[j], base + j
+            j += 1
             if self._in_string:
                 if self._depth == 1:
                     self._buf.append(c)
@@ -251,35 +262,35 @@ class CallScanner:
                 elif c == '"':
                     self._in_string = False
                     if self._depth == 1:
-                        self._close_top_string(base + j)
+                        self._close_top_string(at)
                 continue
             if c == '"':
                 self._in_string = True
                 if self._depth == 1:
                     self._buf = ['"']
                     if self._phase == "value":
-                        self._begin_value(base + j, "string")
+                        self._begin_value(at, "string")
             elif c in "{[":
                 self._depth += 1
                 if self._depth == 1:
                     self._phase = "key"
                 elif self._depth == 2 and self._phase == "value":
-                    self._begin_value(base + j, "container")
+                    self._begin_value(at, "container")
             elif c in "}]":
                 self._depth -= 1
                 if self._depth == 1 and self._phase == "container":
-                    self._end_value(base + j + 1)
+                    self._end_value(at + 1)
                 elif self._depth == 0 and self._phase == "scalar":
-                    self._end_value(base + j)
+                    self._end_value(at)
             elif self._depth == 1:
                 if c == ":" and self._phase == "colon":
                     self._phase = "value"
                 elif c == ",":
                     if self._phase == "scalar":
-                        self._end_value(base + j)
+                        self._end_value(at)
                     self._phase = "key"
                 elif self._phase == "value" and not c.isspace():
-                    self._begin_value(base + j, "scalar")
+                    self._begin_value(at, "scalar")
         self.pieces.append(piece)
         self.pos = base + len(piece)
         if self.args_start is None:
@@ -313,6 +324,10 @@ class CallScanner:
         if self.args_start is None:
             return ""
         return self.text[self.args_start : self.args_end if self.args_end is not None else self.pos]
+
+
+_STRING_STOPS = re.compile(r'["\\]')
+_NESTED_STOPS = re.compile(r'["\[\]{}]')
 
 
 def _decode_str(raw: str) -> str | None:

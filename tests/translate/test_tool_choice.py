@@ -3,10 +3,13 @@ instruction goes, how the output becomes a call (or a 502), and the incremental 
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.errors import InvalidRequest, UpstreamError
 from proxy.translate.tool_choice import CallScanner, forced_call, instruct, parse_call
@@ -157,3 +160,30 @@ def test_the_scanner_finds_name_and_arguments_in_any_pieces(text: str, name: str
     assert scanner.args_end is not None
     # What went out along the way is always a prefix of the final arguments (never the wrapper).
     assert all(arguments.startswith(part) for part in seen_before_end)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(arguments=st.dictionaries(st.text(max_size=5), _JSON, max_size=4), name=st.text(min_size=1, max_size=6),
+       cuts=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=40), arguments_first=st.booleans(),
+       spaced=st.booleans())
+def test_the_scanner_on_any_call_in_any_pieces(arguments: dict[str, Any], name: str, cuts: list[int],
+                                               arguments_first: bool, spaced: bool) -> None:
+    separators = (", ", ": ") if spaced else (",", ":")
+    args_text = json.dumps(arguments, separators=separators)
+    call = {"arguments": arguments, "name": name} if arguments_first else {"name": name, "arguments": arguments}
+    text = json.dumps(call, separators=separators)
+    scanner, returned, at = CallScanner(), [], 0
+    for cut in itertools.cycle(cuts):
+        if at >= len(text):
+            break
+        returned.append(scanner.feed(text[at:at + cut]))
+        at += cut
+    assert (scanner.name, "".join(returned)) == (name, args_text)
