@@ -274,12 +274,15 @@ def forced_chunks_for(state: StreamState, line: bytes) -> bytes:
     assert forced is not None, "forced_chunks_for needs a forced stream"
     if state.done:
         return b""
-    # Fast path: a named call under way, a plain content line: the fragment copied as it is.
-    if forced.announced and forced.scanner is None and line.endswith(_PLAIN_END):
+    # Fast path: a call under way, a plain content line: no parsing (for a named call the
+    # fragment is the line's JSON string, copied as it is).
+    if forced.announced and line.endswith(_PLAIN_END):
         start = line.find(_MESSAGE)
         if start > 0 and line.startswith(b'{"model":"'):
             literal = line[start + len(_MESSAGE) : -len(_PLAIN_END)]
             if literal and not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
+                if forced.scanner is not None:
+                    return _call_frames(state, forced, literal.decode())
                 forced.parts.append(literal.decode())
                 return state.args_head + b'"' + literal + b'"' + state.args_tail
     try:
@@ -324,8 +327,14 @@ def _role(state: StreamState) -> dict[str, Any]:
 
 def _call_frames(state: StreamState, forced: ForcedStream, content: str) -> bytes:
     """The frames this piece of the constrained output adds to the call."""
-    frames = []
     scanner = forced.scanner
+    if forced.announced:  # the common case: one more fragment of the arguments
+        if scanner is None:
+            forced.parts.append(content)
+            return state.args_head + orjson.dumps(content) + state.args_tail
+        fragment = scanner.feed(content)
+        return state.args_head + orjson.dumps(fragment) + state.args_tail if fragment else b""
+    frames = []
     name: str | None
     if scanner is None:  # named: the output is the arguments
         if not forced.parts:

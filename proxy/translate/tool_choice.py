@@ -242,6 +242,9 @@ class CallScanner:
         """Scan ``piece``; return the part of it that belongs to ``arguments``."""
         base = self.pos
         j, n = 0, len(piece)
+        stops = _STRING_STOPS if self._in_string else _NESTED_STOPS
+        if self._depth >= 2 and not self._escape and stops.search(piece) is None:
+            j = n  # the common case: a piece inside the arguments holding nothing to track
         while j < n:
             if self._depth >= 2 and not self._escape:
                 # Inside the arguments (or another nested value) only quotes, backslashes and
