@@ -148,4 +148,11 @@ async def _write(request: web.Request, states: list[StreamState], queue: asyncio
                 await response.write(out)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream requests closed", rid)
+    except Exception:
+        # A bug, after the status went out: a generic error frame, the traceback in the log.
+        log.exception("%s stream failed", rid)
+        try:
+            await response.write_eof(error_frame(ProxyError(f"The proxy hit an internal error (request id {rid}).")))
+        except ConnectionResetError:
+            pass  # the client is gone too
     return response

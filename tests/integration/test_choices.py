@@ -130,3 +130,20 @@ async def test_a_client_leaving_closes_every_upstream(
             await fake_ollama.stream_closed.wait()
             fake_ollama.stream_closed.clear()
     assert fake_ollama.client_disconnects == 2
+
+
+async def test_a_bug_after_the_stream_started_ends_it_with_a_generic_error_frame(
+    client: openai.AsyncOpenAI, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from proxy.handlers import choices
+
+    def broken(states: Any) -> bytes:
+        raise RuntimeError("a bug in the merger")
+
+    monkeypatch.setattr(choices, "closing_frames", broken)
+    with pytest.raises(openai.APIError) as info:
+        async for _ in await client.chat.completions.create(model="llama3.2", messages=USER, n=2, stream=True):
+            pass
+    assert "internal error" in info.value.message and "a bug" not in info.value.message
+    assert any("a bug in the merger" in (r.exc_text or "") for r in caplog.records)
