@@ -6,7 +6,10 @@ chunks; ``--delay-ms`` paces them (a flag of this process, not a request field, 
 non-Ollama has to travel through the proxy: the runner starts a separate paced instance).
 
 Streaming replies are NDJSON in ``Transfer-Encoding: chunked`` with one chunk per line, as
-Ollama flushes per token.  Flat out (no delay) several chunks go into one write per loop
+Ollama flushes per token.  Shapes (for ``bench.shapes``): a model named ``*-think`` sends each
+token as ``thinking`` instead of ``content``; a request with a ``format`` gets its tokens inside
+one JSON object (``{"a":"tok tok …"}``, the opening and closing in lines of their own; inside
+``{"name": "record", "arguments": …}`` for an ``anyOf`` schema), as constrained decoding would.  Flat out (no delay) several chunks go into one write per loop
 iteration, bounded by transport flow control.
 
     python -m bench.fake_upstream --port P [--delay-ms D]
@@ -48,26 +51,33 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+# What a reply to a "format" wraps its tokens in: one string property, or (for an anyOf
+# schema, a forced "required" call) the {"name", "arguments"} object around it.
+WRAPS = {"": ("", ""), "args": ('{"a":"', '"}'), "call": ('{"name":"record","arguments":{"a":"', '"}}')}
+
+
 class _ModelBytes:
-    """Every byte string a reply for one model name needs, built once."""
+    """Every byte string a reply for one model name (and shape) needs, built once."""
 
-    __slots__ = ("_done", "_full", "batch", "model_json", "token_chunk")
+    __slots__ = ("_done", "_full", "batch", "model_json", "prefix", "suffix", "thinking", "token_chunk",
+                 "wrapped")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, wrapped: str = "") -> None:
         self.model_json = orjson.dumps(model)
-        line = (
-            b'{"model":'
-            + self.model_json
-            + b',"created_at":'
-            + CREATED_AT
-            + b',"message":{"role":"assistant","content":"'
-            + TOKEN.encode()
-            + b'"},"done":false}\n'
-        )
-        self.token_chunk = _chunk(line)
+        self.thinking = model.endswith("-think")
+        self.wrapped = wrapped
+        field = b'"content":"","thinking":"' if self.thinking else b'"content":"'
+        self.token_chunk = _chunk(self._line(field + TOKEN.encode() + b'"'))
+        opening, closing = WRAPS[wrapped]
+        self.prefix = _chunk(self._line(b'"content":' + orjson.dumps(opening))) if wrapped else b""
+        self.suffix = _chunk(self._line(b'"content":' + orjson.dumps(closing))) if wrapped else b""
         self.batch = self.token_chunk * BATCH
         self._done: dict[int, bytes] = {}
         self._full: dict[int, bytes] = {}
+
+    def _line(self, message_fields: bytes) -> bytes:
+        return (b'{"model":' + self.model_json + b',"created_at":' + CREATED_AT
+                + b',"message":{"role":"assistant",' + message_fields + b'},"done":false}\n')
 
     def _stats(self, n: int) -> bytes:
         return (
@@ -88,7 +98,7 @@ class _ModelBytes:
                 + self._stats(n)
                 + b"\n"
             )
-            b = _chunk(line) + b"0\r\n\r\n"
+            b = self.suffix + _chunk(line) + b"0\r\n\r\n"
             if len(self._done) < 256:
                 self._done[n] = b
         return b
@@ -97,14 +107,18 @@ class _ModelBytes:
         """The whole non-streaming reply body."""
         b = self._full.get(n)
         if b is None:
-            content = orjson.dumps(TOKEN * n)
+            text = TOKEN * n
+            opening, closing = WRAPS[self.wrapped]
+            text = opening + text + closing
+            field = b'"content":"","thinking":' if self.thinking else b'"content":'
             b = (
                 b'{"model":'
                 + self.model_json
                 + b',"created_at":'
                 + CREATED_AT
-                + b',"message":{"role":"assistant","content":'
-                + content
+                + b',"message":{"role":"assistant",'
+                + field
+                + orjson.dumps(text)
                 + b"},"
                 + self._stats(n)
             )
@@ -113,15 +127,15 @@ class _ModelBytes:
         return b
 
 
-_models: dict[str, _ModelBytes] = {}
+_models: dict[tuple[str, str], _ModelBytes] = {}
 
 
-def _model_bytes(model: str) -> _ModelBytes:
-    mb = _models.get(model)
+def _model_bytes(model: str, wrapped: str = "") -> _ModelBytes:
+    mb = _models.get((model, wrapped))
     if mb is None:
-        mb = _ModelBytes(model)
+        mb = _ModelBytes(model, wrapped)
         if len(_models) < 64:
-            _models[model] = mb
+            _models[(model, wrapped)] = mb
     return mb
 
 
@@ -283,7 +297,8 @@ class Upstream(asyncio.Protocol):
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             self._simple(b"400 Bad Request", b'{"error":"invalid request body"}', self.keep_alive)
             return
-        mb = _model_bytes(model)
+        fmt = req.get("format")
+        mb = _model_bytes(model, "" if fmt is None else "call" if "anyOf" in fmt else "args")
         if not stream:
             if self.delay > 0:
                 self.busy = True
@@ -300,6 +315,7 @@ class Upstream(asyncio.Protocol):
                 b"Transfer-Encoding: chunked\r\n",
                 self.keep_alive,
             )
+            + mb.prefix
         )
         if self.delay > 0:
             self.next_at = self.loop.time()

@@ -293,8 +293,11 @@ class Client(asyncio.Protocol):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int) -> bytes:
-    """Pre-built request bytes: the same request over and over costs nothing to make."""
+def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int,
+                  extra: dict[str, Any] | None = None) -> bytes:
+    """Pre-built request bytes: the same request over and over costs nothing to make.
+
+    ``extra`` is merged into the body (``bench.shapes``: tools, tool_choice, another model)."""
     if api == "ollama":
         path = b"/api/chat"
         body: dict[str, Any] = {
@@ -314,7 +317,7 @@ def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int)
             "stream": stream,
             "max_tokens": max_tokens,
         }
-    raw = orjson.dumps(body)
+    raw = orjson.dumps({**body, **(extra or {})})
     return (
         b"POST " + path + b" HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
         b"Accept: */*\r\nContent-Length: %d\r\n\r\n" % (host.encode(), port, len(raw))
@@ -410,7 +413,7 @@ def check_result(res: Result, expect_tokens: int, out: dict[str, Any]) -> bool:
 async def mode_rate(a: argparse.Namespace) -> dict[str, Any]:
     """Closed loop: C connections each issuing back-to-back requests; measure a window."""
     stats = Stats(RESPONSES_TOK if a.api == "responses" else TOK)
-    req = build_request(a.host, a.port, a.api, a.stream, a.max_tokens)
+    req = build_request(a.host, a.port, a.api, a.stream, a.max_tokens, a.body)
     probe = Probe(a.pids, a.aux_pids)
     out: dict[str, Any] = {
         "mode": "rate",
@@ -436,7 +439,7 @@ async def mode_rate(a: argparse.Namespace) -> dict[str, Any]:
             if conn is None or conn.dead:
                 conn = await connect(a.host, a.port, stats)
             res = await conn.request(req)
-            if not check_result(res, a.max_tokens, out):
+            if not check_result(res, a.max_tokens * a.expect_factor, out):
                 bad += 1
             elif w_start <= res.t_send and res.t_end <= w_end:
                 lat.append(res.t_end - res.t_send)
@@ -733,6 +736,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--timeout", type=float, default=0.0, help="hard wall-clock bound (0: derived)")
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--body", type=orjson.loads, default=None,
+                    help="rate: a JSON object merged into the request body")
+    ap.add_argument("--expect-factor", type=int, default=1,
+                    help="rate: token markers per token (2 when thinking goes out under two names)")
     a = ap.parse_args(argv)
     a.host = check_loopback(a.host)
     if not a.port and not (a.endpoint and a.mode in ("latency", "burst")):

@@ -157,6 +157,8 @@ class LimitsConfig:
     top_p: tuple[float, ...] = limit((0.0, 1.0), _RANGE)
     frequency_penalty: tuple[float, ...] = limit((-2.0, 2.0), _RANGE)
     presence_penalty: tuple[float, ...] = limit((-2.0, 2.0), _RANGE)
+    # Most choices one chat request may ask for ("n"); each is its own request to Ollama.
+    max_n: int = checked(4, lambda v: 1 <= v <= 128, "between 1 and 128")
     allowed_models: tuple[str, ...] = checked(("*",), bool, 'at least one pattern ("*" allows all)')
     denied_models: tuple[str, ...] = ()
     models: dict[str, ModelLimits] = field(default_factory=dict)
@@ -197,6 +199,12 @@ class ResponseConfig:
     """Shape of the JSON the proxy answers with."""
 
     keys: Literal["snake", "camel"] = "snake"
+    # Where a message's thinking goes. "both" by default: LangChain (JS ChatOpenAI, Python
+    # ChatDeepSeek; Python's ChatOpenAI reads neither) and the Vercel AI SDK read
+    # "reasoning_content" (DeepSeek/vLLM's name), pydantic-ai and Ollama's own /v1 clients
+    # "reasoning"; each reader takes one of the two, never both, so sending both shows the
+    # thinking to all of them once (README: "Thinking").
+    reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
 
 
 @dataclass(frozen=True)

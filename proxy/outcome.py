@@ -62,11 +62,12 @@ class Outcome:
     def time_to_first_byte(self) -> float | None:
         return None if self.first_byte is None else self.first_byte - self.started
 
-    def count_tokens(self, ollama_final: dict[str, Any]) -> None:
-        """Take the token counts and durations from Ollama's final line or whole answer."""
-        self.prompt_tokens = int(ollama_final.get("prompt_eval_count") or 0)
-        self.completion_tokens = int(ollama_final.get("eval_count") or 0)
-        self.timings = ollama_timings(ollama_final)
+    def count_tokens(self, *ollama_finals: dict[str, Any]) -> None:
+        """Take the token counts and durations from Ollama's final line or whole answer (several
+        for ``n`` > 1: their counts summed, the first one's durations)."""
+        self.prompt_tokens = sum(int(final.get("prompt_eval_count") or 0) for final in ollama_finals)
+        self.completion_tokens = sum(int(final.get("eval_count") or 0) for final in ollama_finals)
+        self.timings = ollama_timings(ollama_finals[0]) if ollama_finals else {}
 
 
 Listener = Callable[[Outcome], None]

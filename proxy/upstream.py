@@ -82,6 +82,11 @@ class OllamaClient:
             raise
         except TimeoutError:  # aiohttp's own: the connect time-out (timeouts.connect)
             raise UpstreamTimeout("Could not connect to Ollama in time.") from None
+        except aiohttp.ServerDisconnectedError:
+            # Connected and sent; Ollama closed the connection without an answer (a non-streamed
+            # answer comes whole at the end, so this is a generation cut off midway).
+            log.debug("ollama closed the connection before answering")
+            raise UpstreamError("Ollama closed the connection before the answer was complete.") from None
         except aiohttp.ClientConnectionError as exc:
             # Debug only: the caller logs the failure once, with the request id.
             log.debug("ollama unreachable: %s", exc)

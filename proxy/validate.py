@@ -136,6 +136,7 @@ RULES: tuple[Rule, ...] = (
     Rule("max_image_bytes",     "messages[*].content[*].image_url", image_bytes,     "bytes",              "each",  "image_too_large"),
     Rule("max_tools",           "tools",                            length,          "tools",              "each",  "array_above_max_length"),
     Rule("max_stop",            "stop",                             stop_count,      "stop sequences",     "each",  "array_above_max_length"),
+    Rule("max_n",               "n",                                number,          "choices",            "each",  "integer_above_max_value"),
     Rule("max_tokens",          "max_tokens",                       tokens,          "tokens",             "each",  "integer_above_max_value"),
     Rule("max_tokens",          "max_completion_tokens",            tokens,          "tokens",             "each",  "integer_above_max_value"),
     Rule("max_tokens",          "options.num_predict",              tokens,          "tokens",             "each",  "integer_above_max_value"),

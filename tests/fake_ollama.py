@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import math
 import re
 import struct
@@ -69,6 +70,9 @@ class Reply:
     line_delay: float = 0.0
     hang: bool = False  # first line, then nothing until the client goes away
     hang_before_headers: bool = False
+    # A JSON-schema ``format`` makes the content a schema-valid instance (constrained decoding,
+    # streamed in small pieces like tokens); this plays a server or model that breaks it.
+    ignore_format: bool = False
 
 
 @dataclass
@@ -143,6 +147,76 @@ def _split(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+def _pieces(text: str) -> list[str]:
+    """Token-sized pieces (up to 4 characters) of constrained output."""
+    return [text[i:i + 4] for i in range(0, len(text), 4)]
+
+
+def schema_instance(schema: dict[str, Any], *, seed: int = 0) -> Any:
+    """A value valid against ``schema``, as constrained decoding (llama.cpp's grammar from a
+    JSON schema) would let a model produce: objects with their properties in order, strings,
+    numbers and integers within their bounds, booleans, arrays within their item counts, enums
+    and consts, ``anyOf``/``oneOf`` (the branch ``seed`` picks), ``allOf`` and ``$ref`` into
+    ``$defs``/``definitions``, as pydantic emits them."""
+    return _instance(schema, schema, seed, "value", 0)
+
+
+def _instance(node: Any, root: dict[str, Any], seed: int, key: str, depth: int) -> Any:
+    if not isinstance(node, dict) or depth > 32:
+        return key
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target: Any = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        return _instance(target, root, seed, key, depth + 1)
+    if "const" in node:
+        return node["const"]
+    if node.get("enum"):
+        return node["enum"][seed % len(node["enum"])]
+    for combinator in ("anyOf", "oneOf"):
+        if node.get(combinator):
+            branches = node[combinator]
+            return _instance(branches[seed % len(branches)], root, seed, key, depth + 1)
+    if node.get("allOf"):
+        merged: dict[str, Any] = {}
+        for part in node["allOf"]:
+            merged.update(part)
+        return _instance({**merged, **{k: v for k, v in node.items() if k != "allOf"}}, root, seed,
+                         key, depth + 1)
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in node else "array" if "items" in node else "string"
+    if kind == "object":
+        props = node.get("properties") or {}
+        return {k: _instance(v, root, seed, k, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        prefix = node.get("prefixItems") or []
+        count = max(len(prefix), node.get("minItems", 1))
+        if "maxItems" in node:
+            count = min(count, node["maxItems"])
+        items = [_instance(prefix[i] if i < len(prefix) else node.get("items", {}), root, seed, key,
+                           depth + 1) for i in range(count)]
+        return items
+    if kind in ("integer", "number"):
+        step = 1 if kind == "integer" else 0.001  # past an exclusive bound
+        low = node.get("minimum", node.get("exclusiveMinimum", -step) + step)
+        high = node.get("maximum", node.get("exclusiveMaximum", (1 << 30) + step) - step)
+        value = min(max(low, 1 + seed), high)
+        return int(value) if kind == "integer" else float(value) + (0.5 if value + 0.5 <= high else 0)
+    if kind == "boolean":
+        return seed % 2 == 0
+    if kind == "null":
+        return None
+    fmt = node.get("format")
+    text = {"date-time": "2025-06-01T12:00:00Z", "date": "2025-06-01", "time": "12:00:00",
+            "email": "someone@example.com", "uri": "https://example.com/"}.get(fmt, key)
+    text = text.ljust(node.get("minLength", 0), "x")
+    return text[:node["maxLength"]] if "maxLength" in node else text
+
+
 def _f32(x: float) -> float:
     """Shortest decimal that round-trips as float32, as Go marshals []float32."""
     x32 = struct.unpack("f", struct.pack("f", x))[0]
@@ -191,6 +265,7 @@ class FakeOllama:
         self.loaded: dict[str, float] = {}  # model -> last use, for /api/ps
         self.vram: dict[str, int] = {}  # model -> size_vram when only part is in VRAM
         self.busy = False  # chat/generate/embed answer 503 at once (Ollama's full queue)
+        self.nil_models = False  # an empty /api/tags as {"models": null}, like older Ollama
         self._replies: collections.deque[Reply] = collections.deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -333,6 +408,8 @@ class FakeOllama:
         return _json({"version": VERSION})
 
     async def _tags(self, request: web.Request) -> web.Response:
+        if not self.models and self.nil_models:
+            return _json({"models": None})  # Go's nil slice, as older servers send "no models"
         return _json({"models": [
             {"name": m.name, "model": m.name, "modified_at": "2025-05-04T17:37:44.706015396-07:00",
              "size": m.size, "digest": m.digest, "details": self._details(m)}
@@ -443,6 +520,11 @@ class FakeOllama:
         """The full sequence of stream objects (last one is the done line)."""
         name = body["model"]
         pieces = list(reply.chunks) if reply.chunks is not None else _split(reply.content)
+        schema = body.get("format")
+        if isinstance(schema, dict) and not reply.ignore_format:
+            options = body.get("options") or {}
+            seed = options.get("seed") if isinstance(options, dict) else None
+            pieces = _pieces(json.dumps(schema_instance(schema, seed=seed or 0)))
         if reply.huge_line_bytes:
             pieces.insert(0, "x" * reply.huge_line_bytes)
         tool_calls, done_reason = reply.tool_calls, reply.done_reason

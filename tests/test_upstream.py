@@ -165,8 +165,8 @@ async def test_http_errors_from_the_wire(client: OllamaClient, mocked: aiorespon
 FAILURES = [
     ("a refused connection is UpstreamUnavailable", aiohttp.ClientConnectionError("Connection refused"),
      UpstreamUnavailable, 502, "upstream_unreachable", "Could not connect to Ollama."),
-    ("a dropped connection is UpstreamUnavailable", aiohttp.ServerDisconnectedError(),
-     UpstreamUnavailable, 502, "upstream_unreachable", "Could not connect to Ollama."),
+    ("a connection closed before the answer is UpstreamError", aiohttp.ServerDisconnectedError(),
+     UpstreamError, 502, "upstream_error", "Ollama closed the connection before the answer was complete."),
     ("aiohttp's connect time-out is UpstreamTimeout", aiohttp.ConnectionTimeoutError(),
      UpstreamTimeout, 504, "upstream_timeout", "Could not connect to Ollama in time."),
     ("another client error is UpstreamError", aiohttp.ClientPayloadError("bad payload"),

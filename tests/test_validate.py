@@ -99,6 +99,8 @@ REFUSED = [
      "tools", "array_above_max_length", "limits.max_tools"),
     ("too many stop sequences", {"max_stop": 2}, body(stop=["a", "b", "c"]),
      "stop", "array_above_max_length", "limits.max_stop"),
+    ("n above max_n (default 4)", {}, body(n=5), "n", "integer_above_max_value", "limits.max_n"),
+    ("n above a configured max_n", {"max_n": 2}, body(n=3), "n", "integer_above_max_value", "limits.max_n"),
     ("max_tokens above the cap", {"max_tokens": 100}, body(max_tokens=101),
      "max_tokens", "integer_above_max_value", "limits.max_tokens"),
     ("max_completion_tokens above the cap", {"max_tokens": 100}, body(max_completion_tokens=1000),

@@ -106,13 +106,11 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
     return response
 
 
-def count_stream_tokens(outcome: Outcome, state: LineState) -> None:
-    """Ollama's counts from its final line; for a stream cut short, the lines relayed so far
+def count_stream_tokens(outcome: Outcome, *states: LineState) -> None:
+    """Ollama's counts from its final lines; for a stream cut short, the lines relayed so far
     (each of Ollama's lines carries about one token; the first and last carry none)."""
-    if state.final is not None:
-        outcome.count_tokens(state.final)
-    else:
-        outcome.completion_tokens = max(0, state.lines - 1)
+    outcome.count_tokens(*(state.final for state in states if state.final is not None))
+    outcome.completion_tokens += sum(max(0, state.lines - 1) for state in states if state.final is None)
 
 
 async def _end_with_error(response: web.StreamResponse, error: ProxyError) -> None:

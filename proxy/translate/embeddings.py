@@ -79,8 +79,11 @@ def to_input(value: Any) -> list[str]:
     elif isinstance(value, list) and value:
         if any(isinstance(v, (int, list)) and not isinstance(v, bool) for v in value):
             # OpenAI accepts token ids, but Ollama's /api/embed takes only text (EmbedHandler).
+            # LangChain's OpenAIEmbeddings sends token ids by default (it splits with tiktoken).
             raise UnsupportedParameter(
-                "'input' as token ids is not supported by Ollama; send strings.", param="input"
+                "'input' as token ids is not supported by Ollama; send strings. (LangChain's "
+                "OpenAIEmbeddings sends token ids unless created with check_embedding_ctx_length=False.)",
+                param="input",
             )
         if not all(isinstance(v, str) for v in value):
             raise InvalidRequest("'input' must be a string or an array of strings.", param="input")

@@ -46,6 +46,8 @@ class ShowInfo:
 def tag_entries(tags: Any) -> list[dict[str, Any]]:
     """The model entries of an ``/api/tags`` answer; ones without a name are skipped."""
     models = tags.get("models") if isinstance(tags, dict) else None
+    if isinstance(tags, dict) and "models" in tags and models is None:
+        return []  # older Ollama servers with no model at all send a Go nil slice: null
     if not isinstance(models, list):
         raise UpstreamError("Ollama sent a model list without 'models'.")
     return [m for m in models if isinstance(m, dict) and model_id(m)]

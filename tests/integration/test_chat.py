@@ -180,8 +180,8 @@ async def test_unknown_model_is_404_model_not_found(client: openai.AsyncOpenAI) 
 
 async def test_unsupported_parameter_is_400_naming_it(client: openai.AsyncOpenAI, fake_ollama: FakeOllama) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await client.chat.completions.create(model="llama3.2", messages=USER, n=3)
-    assert info.value.param == "n"
+        await client.chat.completions.create(model="llama3.2", messages=USER, logit_bias={"50256": -100})
+    assert info.value.param == "logit_bias"
     assert info.value.code == "unsupported_parameter"
     assert fake_ollama.counts["/api/chat"] == 0
 

@@ -78,6 +78,8 @@ BEFORE_HEADERS = [
     ("HTTP 500 with Ollama's error", Reply(status=500, error="llama runner process has terminated"), {},
      True, 502, "upstream_error", "llama runner process has terminated", 0.0),
     ("an HTML error page", Reply(status=502, html_error=True), {}, False, 502, "upstream_error", "HTTP 502", 0.0),
+    ("a non-streamed answer cut off midway (it did connect)", Reply(die_after_lines=2), {}, False,
+     502, "upstream_error", "Ollama closed the connection before the answer was complete", 0.0),
     ("Ollama's queue is full", Reply(status=503, error=BUSY), {}, True, 503, "upstream_busy", BUSY, 0.0),
 ]  # fmt: skip
 

@@ -221,3 +221,11 @@ async def test_ollama_down_is_502_in_the_envelope(proxy_url: str, fake_ollama: F
     status, body = await get_json(proxy_url + "/v1/models")
     assert status == 502
     assert body["error"]["code"] == "upstream_unreachable"
+
+
+async def test_no_models_as_null_is_an_empty_list(client: openai.AsyncOpenAI, fake_ollama: FakeOllama) -> None:
+    for name in list(fake_ollama.models):
+        fake_ollama.remove_model(name)
+    fake_ollama.nil_models = True
+    page = await client.models.list()
+    assert page.data == []

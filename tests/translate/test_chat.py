@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import InvalidRequest, ProxyError, UnsupportedParameter
+from proxy.errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
 from proxy.translate.chat import (
     THINK_FOR_EFFORT,
+    ReplyShape,
     ResponseContext,
+    choice_bodies,
     finish_reason,
     from_openai,
     to_completion,
@@ -53,6 +55,15 @@ OLLAMA_TOOL_TURN = {
     "content": "",
     "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}, "id": "call_1"}],
 }
+
+
+NAMED_CHOICE = {"type": "function", "function": {"name": "get_weather"}}
+INSTRUCTION = (
+    "Call the function `get_weather` now. Answer with nothing but its arguments: one JSON object matching its "
+    "parameters.\n- get_weather: Weather for a city\n  parameters: "
+    '{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city"],'
+    '"additionalProperties":false}'
+)
 
 
 def request(**extra: Any) -> dict[str, Any]:
@@ -165,6 +176,19 @@ REQUEST_RULES = [
      {"user": "u-1", "metadata": {"k": "v"}, "service_tier": "auto", "prompt_cache_key": "p",
       "safety_identifier": "s"}, {}),
     ("unknown extra fields are ignored", {"x_vendor_flag": True, "suffix": "!"}, {}),
+    ("n is the proxy's: one request per choice, the body unchanged", {"n": 3}, {}),
+    ("parallel_tool_calls false leaves the tools as they are", {"tools": [TOOL], "parallel_tool_calls": False},
+     {"tools": [OLLAMA_TOOL]}),
+    ("a named tool_choice: its parameters as format, an instruction, no tools",
+     {"tools": [TOOL], "tool_choice": NAMED_CHOICE},
+     {"format": SCHEMA, "messages": [{"role": "system", "content": INSTRUCTION}, dict(USER)]}),
+    ("tool_choice required over one tool is the same", {"tools": [TOOL], "tool_choice": "required"},
+     {"format": SCHEMA, "messages": [{"role": "system", "content": INSTRUCTION}, dict(USER)]}),
+    ("a forced call keeps thinking", {"tools": [TOOL], "tool_choice": NAMED_CHOICE, "reasoning_effort": "high"},
+     {"format": SCHEMA, "think": "high", "messages": [{"role": "system", "content": INSTRUCTION}, dict(USER)]}),
+    ("a forced call's format wins over response_format (it shapes content, and there is none)",
+     {"tools": [TOOL], "tool_choice": NAMED_CHOICE, "response_format": {"type": "json_object"}},
+     {"format": SCHEMA, "messages": [{"role": "system", "content": INSTRUCTION}, dict(USER)]}),
     ("stream_options stays with the proxy", {"stream": True, "stream_options": {"include_usage": True}},
      {"stream": True}),
     ("null optional fields count as absent",
@@ -224,6 +248,33 @@ def test_chat_request_fields(extra: dict[str, Any], expected: tuple[str, bool, b
     assert chat.body["model"] == chat.model
 
 
+def test_n_parallel_tool_calls_and_forced_are_reported() -> None:
+    chat = from_openai(request(n=3, parallel_tool_calls=False, tools=[TOOL], tool_choice="required"))
+    assert (chat.n, chat.one_tool_call) == (3, True)
+    assert chat.forced is not None and chat.forced.names == ("get_weather",)
+    plain = from_openai(request())
+    assert (plain.n, plain.one_tool_call, plain.forced) == (1, False, None)
+
+
+SEEDS = [
+    ("one choice: the body itself", {"options": {"seed": 5}}, 1, [5]),
+    ("seed + i per choice", {"options": {"seed": 5, "temperature": 1}}, 3, [5, 6, 7]),
+    ("no seed: the same body n times", {"options": {"temperature": 1}}, 2, [None, None]),
+    ("no options at all", {}, 2, [None, None]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, n, seeds", [r[1:] for r in SEEDS], ids=[r[0] for r in SEEDS])
+def test_choice_bodies(extra: dict[str, Any], n: int, seeds: list[int | None]) -> None:
+    body = ollama(**extra)
+    before = copy.deepcopy(body)
+    bodies = choice_bodies(body, n)
+    assert [(b.get("options") or {}).get("seed") for b in bodies] == seeds
+    assert all({k: v for k, v in b.items() if k != "options"} == {k: v for k, v in body.items() if k != "options"}
+               for b in bodies)
+    assert body == before
+
+
 def test_unknown_fields_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="proxy.translate")
     from_openai(request(x_vendor_flag=True, temperature=0.5))
@@ -257,16 +308,16 @@ U, I = UnsupportedParameter, InvalidRequest
 UP = "unsupported_parameter"
 
 REFUSALS = [
-    ("n other than 1 is refused", {"n": 2}, U, "n", UP),
-    ("n 0 is refused", {"n": 0}, U, "n", UP),
+    ("n 0 is invalid", {"n": 0}, I, "n", None),
+    ("n a string is invalid", {"n": "2"}, I, "n", None),
     ("a non-empty logit_bias is refused", {"logit_bias": {"50256": -100}}, U, "logit_bias", UP),
-    ("parallel_tool_calls false is refused", {"parallel_tool_calls": False}, U, "parallel_tool_calls", UP),
     ("metadata not an object", {"metadata": ["a"]}, I, "metadata", None),
     ("metadata with 17 pairs", {"metadata": {f"k{i}": "v" for i in range(17)}}, I, "metadata", None),
     ("metadata key over 64 characters", {"metadata": {"k" * 65: "v"}}, I, "metadata", None),
     ("metadata value over 512 characters", {"metadata": {"k": "v" * 513}}, I, "metadata.k", None),
     ("metadata value not a string", {"metadata": {"k": 1}}, I, "metadata.k", None),
     ("metadata with a NUL character", {"metadata": {"k": "a\x00b"}}, I, "metadata", None),
+    ("parallel_tool_calls a string is invalid", {"parallel_tool_calls": "no"}, I, "parallel_tool_calls", None),
     ("the audio modality is refused", {"modalities": ["text", "audio"]}, U, "modalities", UP),
     ("functions is refused", {"functions": [{"name": "f", "parameters": {}}]}, U, "functions", UP),
     ("function_call is refused", {"function_call": "auto"}, U, "function_call", UP),
@@ -274,10 +325,17 @@ REFUSALS = [
     ("prediction is refused", {"prediction": {"type": "content", "content": "x"}}, U, "prediction", UP),
     ("verbosity is refused", {"verbosity": "low"}, U, "verbosity", UP),
     ("web_search_options is refused", {"web_search_options": {}}, U, "web_search_options", UP),
-    ("tool_choice required is refused", {"tools": [TOOL], "tool_choice": "required"}, U, "tool_choice", UP),
-    ("a named tool_choice is refused",
-     {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
-     U, "tool_choice", UP),
+    ("tool_choice required without tools is invalid", {"tool_choice": "required"}, I, "tool_choice", None),
+    ("a named tool_choice naming no tool is invalid",
+     {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+     I, "tool_choice.function.name", None),
+    ("a named tool_choice without function is invalid",
+     {"tools": [TOOL], "tool_choice": {"type": "function"}}, I, "tool_choice.function", None),
+    ("a named tool_choice without a name is invalid",
+     {"tools": [TOOL], "tool_choice": {"type": "function", "function": {}}}, I, "tool_choice.function.name", None),
+    ("an allowed_tools tool_choice is refused",
+     {"tools": [TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {}}},
+     U, "tool_choice.type", UP),
     ("an unknown tool_choice string is invalid", {"tool_choice": "always"}, I, "tool_choice", None),
     ("a tool_choice of the wrong type is invalid", {"tool_choice": 1}, I, "tool_choice", None),
     ("an unknown reasoning_effort is invalid", {"reasoning_effort": "maximum"}, I, "reasoning_effort", None),
@@ -704,6 +762,61 @@ RESPONSE_RULES = [
 )
 def test_response_rule(ollama_answer: dict[str, Any], expected: dict[str, Any]) -> None:
     assert to_completion(ollama_answer, context()) == expected
+
+
+FORCED = from_openai(request(tools=[TOOL], tool_choice=NAMED_CHOICE)).forced
+
+
+@pytest.mark.parametrize("keys, expected", [
+    (("reasoning",), {"reasoning": "2+2 is 4."}),
+    (("reasoning_content",), {"reasoning_content": "2+2 is 4."}),
+    (("reasoning", "reasoning_content"), {"reasoning": "2+2 is 4.", "reasoning_content": "2+2 is 4."}),
+], ids=["reasoning", "reasoning_content", "both"])
+def test_thinking_goes_under_the_configured_keys(keys: tuple[str, ...], expected: dict[str, str]) -> None:
+    got = to_completion(answer({"content": "4", "thinking": "2+2 is 4."}), context(), ReplyShape(keys))
+    assert got == completion({"content": "4", **expected}, "stop")
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="proxy.translate")
+    data = answer({"content": "", "tool_calls": [ocall("a", {}), ocall("b", {}, 1)]})
+    got = to_completion(data, context(), ReplyShape(one_tool_call=True))
+    assert got == completion({"content": None, "tool_calls": [fcall("call_0", "a", "{}")]}, "tool_calls")
+    assert any("dropped 1 of 2" in r.getMessage() for r in caplog.records)
+
+
+FORCED_RESPONSES = [
+    ("the JSON becomes one call, content null",
+     answer({"content": '{"city": "Paris"}'}),
+     completion({"content": None, "tool_calls": [fcall("call_0", "get_weather", '{"city":"Paris"}')]},
+                "tool_calls")),
+    ("thinking stays next to the call",
+     answer({"content": '{"city": "Oslo"}', "thinking": "Oslo it is."}),
+     completion({"content": None, "reasoning": "Oslo it is.",
+                 "tool_calls": [fcall("call_0", "get_weather", '{"city":"Oslo"}')]}, "tool_calls")),
+    ("cut off by max_tokens: as generated, finish_reason length",
+     answer({"content": '{"city": "Os'}, "length"),
+     completion({"content": None, "tool_calls": [fcall("call_0", "get_weather", '{"city": "Os')]}, "length")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data, expected", [r[1:] for r in FORCED_RESPONSES], ids=[r[0] for r in FORCED_RESPONSES])
+def test_forced_response(data: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert to_completion(data, context(), ReplyShape(forced=FORCED)) == expected
+
+
+def test_a_forced_answer_that_is_no_call_is_a_502() -> None:
+    with pytest.raises(UpstreamError) as info:
+        to_completion(answer({"content": "It is sunny."}), context(), ReplyShape(forced=FORCED))
+    assert info.value.status == 502 and "get_weather" in info.value.message
+
+
+def test_n_answers_become_choices_with_usage_summed() -> None:
+    answers = [answer({"content": "red"}, prompt=5, completion=1), answer({"content": "blue"}, "length", 5, 2)]
+    got = to_completion(answers, context())
+    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in got["choices"]] == [
+        (0, "red", "stop"), (1, "blue", "length")]
+    assert got["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
 
 
 def test_to_completion_mutates_nothing() -> None:

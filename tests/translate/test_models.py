@@ -267,8 +267,9 @@ def test_to_model_list_keeps_ollamas_order() -> None:
     [
         ({"models": [TAG, {"name": ""}, "junk", {"model": "x:1"}]}, ["llama3.2:latest", "x:1"]),
         ({"models": []}, []),
+        ({"models": None}, []),
     ],
-    ids=["entries without a name skipped", "no models"],
+    ids=["entries without a name skipped", "no models", "no models as older Ollama sends them (null)"],
 )
 def test_tag_entries(tags: dict[str, Any], names: list[str]) -> None:
     assert [t.get("model") or t.get("name") for t in tag_entries(tags)] == names

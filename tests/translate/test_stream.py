@@ -22,8 +22,17 @@ from hypothesis import strategies as st
 
 from proxy.errors import UpstreamError
 from proxy.translate import stream
-from proxy.translate.chat import ResponseContext
-from proxy.translate.stream import DONE, StreamState, chunks_for, frames_for_read, new_stream
+from proxy.translate.chat import ReplyShape, ResponseContext
+from proxy.translate.stream import (
+    DONE,
+    StreamState,
+    chunks_for,
+    closing_frames,
+    frames_for_forced_read,
+    frames_for_read,
+    new_stream,
+)
+from proxy.translate.tool_choice import forced_call
 
 ID, CREATED = "chatcmpl-test", 1700000000
 
@@ -140,8 +149,24 @@ ERROR_LINE = b'{"error":"an error was encountered while running the model: unexp
 ERRORED = PLAIN.split(b"\n")[0] + b"\n" + PLAIN.split(b"\n")[1] + b"\n" + ERROR_LINE
 MALFORMED = PLAIN.split(b"\n")[0] + b"\n" + b"this is not json\n"
 
+# Thinking that ends in the same line as the answer begins (and a call after more thinking).
+MIXED = (
+    b'{"model":"qwen3:8b","created_at":"2025-06-01T12:08:00.000100000Z","message":{"role":"assistant","content":"Four","thinking":"Easy."},"done":false,"logprobs":[{"token":"Four","logprob":-0.5,"bytes":[70,111,117,114],"top_logprobs":[]}]}\n'
+    b'{"model":"qwen3:8b","created_at":"2025-06-01T12:08:00.020100000Z","message":{"role":"assistant","content":"","thinking":"Check it.","tool_calls":[{"id":"call_a","function":{"index":0,"name":"add","arguments":{"a":2,"b":2}}}]},"done":false}\n'
+    b'{"model":"qwen3:8b","created_at":"2025-06-01T12:08:00.040100000Z","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"total_duration":1234567,"load_duration":123456,"prompt_eval_count":9,"prompt_eval_duration":1234,"eval_count":3,"eval_duration":5678}\n'
+)  # fmt: skip
+MIXED_DELTAS = [
+    ({"role": "assistant", "reasoning": "Easy."},
+     {"content": [{"token": "Four", "logprob": -0.5, "bytes": [70, 111, 117, 114], "top_logprobs": []}]}),
+    ({"content": "Four"}, None),
+    ({"reasoning": "Check it."}, None),
+    ({"tool_calls": [_call(0, "call_a", "add", '{"a":2,"b":2}')]}, None),
+]  # fmt: skip
+
 # (id, model, recorded bytes, expected deltas with logprobs, finish_reason, (prompt, completion))
 STREAMS = [
+    ("thinking with content or a call in one line: two chunks, reasoning first, logprobs on it",
+     "qwen3:8b", MIXED, MIXED_DELTAS, "tool_calls", (9, 3)),
     ("unicode and escaped content", "llama3.2", PLAIN, PLAIN_DELTAS, "stop", (26, 4)),
     ("qwen3 thinking lines then content", "qwen3:8b", THINKING, THINKING_DELTAS, "stop", (18, 5)),
     ("content then two tool-call lines", "qwen3:8b", TOOLS, TOOLS_DELTAS, "tool_calls", (212, 41)),
@@ -588,3 +613,189 @@ def test_plain_lines_are_copied_without_parsing_only_when_exact(monkeypatch: pyt
 def test_a_plain_looking_line_that_is_not_json_is_still_refused(literal: bytes) -> None:
     with pytest.raises(UpstreamError, match="malformed"):
         chunks_for(state_for("llama3.2", role_sent=True), GO_LINE % literal)
+
+
+# ---- reasoning fields, choices of n, one tool call ---------------------------------------------
+
+
+@pytest.mark.parametrize("keys", [("reasoning",), ("reasoning_content",), ("reasoning", "reasoning_content")],
+                         ids=["reasoning", "reasoning_content", "both"])
+def test_thinking_goes_under_the_configured_keys(keys: tuple[str, ...]) -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(reasoning_keys=keys))
+    frames = payloads(frames_for_read(state, THINKING))
+    deltas = [f["choices"][0]["delta"] for f in frames[:-2]]
+    for key in keys:
+        assert "".join(d.get(key, "") for d in deltas) == "Okay, the user wants 2+2 — easy."
+    assert {k for d in deltas for k in d} == {"role", "content", *keys}
+
+
+def test_a_choice_of_n_carries_its_index_and_leaves_the_end_to_the_merger() -> None:
+    states = [new_stream(context("llama3.2"), include_usage=True, index=i, closes_answer=False) for i in range(2)]
+    first = payloads(frames_for_read(states[0], PLAIN))
+    second = payloads(frames_for_read(states[1], LENGTH))
+    assert {f["choices"][0]["index"] for f in first} == {0} and {f["choices"][0]["index"] for f in second} == {1}
+    assert "[DONE]" not in first + second and all(f["choices"] for f in first + second)
+    assert first[0]["choices"][0]["delta"]["role"] == "assistant" == second[0]["choices"][0]["delta"]["role"]
+    # The merger's end: one usage frame with the sum, then [DONE].
+    assert payloads(closing_frames(states)) == [
+        {"id": ID, "object": "chat.completion.chunk", "created": CREATED, "model": "llama3.2", "choices": [],
+         "usage": {"prompt_tokens": 38, "completion_tokens": 6, "total_tokens": 44}},
+        "[DONE]"]
+    assert closing_frames([new_stream(context("llama3.2"), closes_answer=False)]) == DONE
+
+
+def test_the_fast_content_path_carries_the_index_too() -> None:
+    state = new_stream(context("llama3.2"), index=3, closes_answer=False)
+    state.role_sent = True
+    line = lines_of(PLAIN)[1]
+    assert payloads(chunks_for(state, line))[0]["choices"][0] == {
+        "index": 3, "delta": {"content": " 👋 "}, "logprobs": None, "finish_reason": None}
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call_of_the_stream() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(one_tool_call=True))
+    frames = payloads(frames_for_read(state, TOOLS))
+    calls = [c for f in frames if isinstance(f, dict) for c in f["choices"][0]["delta"].get("tool_calls", [])]
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+    both = new_stream(context("llama3.1"), shape=ReplyShape(one_tool_call=True))
+    calls = [c for f in payloads(frames_for_read(both, TOOLS_WITH_IDS)) if isinstance(f, dict)
+             for c in f["choices"][0]["delta"].get("tool_calls", [])]
+    assert [c["id"] for c in calls] == ["call_hx6y0x2j"]
+
+
+# ---- forced tool calls ---------------------------------------------------------------------------
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+NAMED = forced_call({"type": "function", "function": {"name": "get_weather"}},
+                    [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}])
+REQUIRED = forced_call("required", [
+    {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
+])
+
+
+def constrained(*pieces: str, thinking: str = "", reason: str = "stop") -> bytes:
+    """Ollama lines of a constrained answer: thinking, then the JSON in the given pieces."""
+    lines = []
+    if thinking:
+        lines.append({"model": "qwen3:8b", "created_at": "", "done": False,
+                      "message": {"role": "assistant", "content": "", "thinking": thinking}})
+    lines += [{"model": "qwen3:8b", "created_at": "", "done": False,
+               "message": {"role": "assistant", "content": piece}} for piece in pieces]
+    lines.append({"model": "qwen3:8b", "created_at": "", "message": {"role": "assistant", "content": ""},
+                  "done": True, "done_reason": reason, "prompt_eval_count": 30, "eval_count": len(pieces)})
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def forced_deltas(out: bytes) -> list[Any]:
+    return [f["choices"][0] for f in payloads(out) if isinstance(f, dict) and f["choices"]]
+
+
+def test_a_named_call_streams_announce_then_fragments_exactly() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=NAMED))
+    out = frames_for_forced_read(state, constrained(" ", '{"ci', 'ty": "Pa', 'ris"}', thinking="Paris."))
+    assert [c["delta"] for c in forced_deltas(out)] == [
+        {"role": "assistant", "reasoning": "Paris."},
+        {"content": None, "tool_calls": [_call(0, "call_0", "get_weather", "")]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Pa'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]},
+        {},
+    ]
+    assert forced_deltas(out)[-1]["finish_reason"] == "tool_calls"
+    assert out.endswith(DONE) and state.error is None
+
+
+def test_a_required_call_waits_for_the_name_then_streams_only_the_arguments() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=REQUIRED))
+    raw = constrained('{"na', 'me": "get_', 'weather", "argu', 'ments": {"ci', 'ty": "Oslo"', "}", "}")
+    deltas = [c["delta"] for c in forced_deltas(frames_for_forced_read(state, raw))]
+    assert deltas[0] == {"role": "assistant", "content": None,
+                         "tool_calls": [_call(0, "call_0", "get_weather", "")]}
+    fragments = [d["tool_calls"][0]["function"]["arguments"] for d in deltas[1:-1]]
+    assert fragments == ['{"ci', 'ty": "Oslo"', "}"]  # the wrapper's closing brace is not sent
+
+
+def test_arguments_before_the_name_are_held_until_the_name_comes() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=REQUIRED))
+    raw = constrained('{"argu', 'ments": {"ci', 'ty": "Oslo"}, ', '"name": "get_w', 'eather"', "}")
+    deltas = [c["delta"] for c in forced_deltas(frames_for_forced_read(state, raw))]
+    assert deltas[0]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": ""}
+    assert [d["tool_calls"][0]["function"]["arguments"] for d in deltas[1:-1]] == ['{"city": "Oslo"}']
+
+
+@pytest.mark.parametrize("forced, pieces, why", [
+    (NAMED, ["Sure, the weather"], "its output is not JSON"),
+    (NAMED, ["[1, 2]"], "not a JSON object"),
+    (REQUIRED, ['{"name": "get_news", "arguments": {}}'], "does not name one of the tools"),
+    (REQUIRED, ['{"name": "get_time"}'], "no arguments object"),
+], ids=["named, not JSON", "named, not an object", "required, unknown tool", "required, no arguments"])
+def test_a_broken_call_ends_the_stream_with_a_502_frame(forced: Any, pieces: list[str], why: str) -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=forced))
+    frames = payloads(frames_for_forced_read(state, constrained(*pieces)))
+    assert frames[-1]["error"]["code"] == "upstream_error" and why in frames[-1]["error"]["message"]
+    assert isinstance(state.error, UpstreamError) and "[DONE]" not in frames
+
+
+def test_a_call_cut_off_by_max_tokens_goes_out_as_generated_with_length() -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=NAMED))
+    choices = forced_deltas(frames_for_forced_read(state, constrained('{"city": "Pa', reason="length")))
+    assert choices[-1]["finish_reason"] == "length"
+    assert "".join(c["delta"]["tool_calls"][0]["function"]["arguments"] for c in choices[1:-1]) == '{"city": "Pa'
+    empty = new_stream(context("qwen3:8b"), shape=ReplyShape(forced=NAMED))
+    frames = payloads(frames_for_forced_read(empty, constrained(thinking="Hmm", reason="length")))
+    assert "cut off" in frames[-1]["error"]["message"]
+
+
+# ---- the thinking and argument-fragment templates ------------------------------------------------
+
+_THINKING_LINE = ('{{"model":"m","created_at":"2025-06-01T12:00:00Z","message":{{"role":"assistant","content":"",'
+                  '"thinking":{}}},"done":false}}')
+KEYS = [("reasoning",), ("reasoning_content",), ("reasoning", "reasoning_content")]
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(texts=st.lists(st.text(st.characters(exclude_categories=["Cs"]), min_size=1), min_size=1, max_size=4),
+       keys=st.sampled_from(KEYS), include_usage=st.booleans(), camel=st.booleans())
+def test_thinking_fast_paths_match_the_full_path(texts: list[str], keys: tuple[str, ...], include_usage: bool,
+                                                 camel: bool) -> None:
+    def fresh() -> StreamState:
+        return new_stream(context("m"), include_usage=include_usage, camel=camel, shape=ReplyShape(keys))
+
+    fast, full = fresh(), fresh()
+    for text in ["first", *texts]:
+        line = _THINKING_LINE.format(json.dumps(text)).encode()
+        assert chunks_for(fast, line) == stream._full_path(full, orjson.loads(line)), line
+
+
+def test_thinking_lines_do_take_the_template_unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = new_stream(context("qwen3:8b"), shape=ReplyShape(("reasoning", "reasoning_content")))
+    lines = lines_of(THINKING)
+    chunks_for(state, lines[0])
+    state.thinking_parts = (b"<a>", b"<b>", b"<c>")
+    parsed: list[bytes] = []
+    real_loads = orjson.loads
+    monkeypatch.setattr(stream.orjson, "loads", lambda raw: parsed.append(raw) or real_loads(raw))
+    assert chunks_for(state, lines[1]) == b'<a>", the user wants"<b>", the user wants"<c>'
+    assert parsed == []
+
+
+@pytest.mark.parametrize("pieces, unparsed", [
+    (["{", "Paris", " 12", "}"], 3),
+    (['{"q": ', '"say \\"hi\\""', "\n<b>", "}"], 1),
+], ids=["pieces without quotes: copied unparsed", "pieces with quotes or escapes: decoded and re-encoded"])
+def test_a_forced_fragment_frame_is_the_dict_path_byte_for_byte(monkeypatch: pytest.MonkeyPatch,
+                                                                 pieces: list[str], unparsed: int) -> None:
+    state = new_stream(context("qwen3:8b"), include_usage=True, shape=ReplyShape(forced=NAMED))
+    lines = [orjson.dumps({"model": "qwen3:8b", "created_at": "", "message": {"role": "assistant", "content": p},
+                           "done": False}) for p in pieces]
+    parsed: list[bytes] = []
+    real_loads = orjson.loads
+    monkeypatch.setattr(stream.orjson, "loads", lambda raw: parsed.append(raw) or real_loads(raw))
+    frames = [stream.forced_chunks_for(state, line) for line in lines]
+    assert len(lines) - len(parsed) == unparsed
+    for out, text in list(zip(frames, pieces, strict=True))[1:]:
+        want = stream.frame(stream._chunk(state, {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}))
+        assert out == want
+    assert state.forced is not None and state.forced.text == "".join(pieces)

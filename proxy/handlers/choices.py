@@ -1,0 +1,158 @@
+"""``n`` > 1: one concurrent request to Ollama per choice, merged into one answer.
+
+Ollama generates one answer per request, so ``n`` choices are ``n`` requests, each under its
+own admission slot (they count against ``[admission]`` like any request). Without a stream the
+answers are merged into ``choices[i]``. With one, every upstream's frames go out as they arrive,
+each carrying its choice ``index``; the answer ends (usage, ``[DONE]``) once all have. The SSE
+headers go out only when every upstream has answered, so a refusal (404, 429, 503) is still an
+HTTP status; until then frames that arrive are queued (a choice waiting for a slot another
+choice holds gets it once that one is read to its end). A fault in any one ends the whole
+answer with an error frame, as a fault ends a single stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from ..appkeys import ADMISSION, CLIENT
+from ..errors import ProxyError, UpstreamError
+from ..middleware import request_id
+from ..sse import error_frame, start_event_stream
+from ..translate.stream import StreamState, closing_frames
+from .common import whole_answer
+
+__all__ = ["relay_many", "whole_answers"]
+
+log = logging.getLogger("proxy.stream")
+
+T = TypeVar("T")
+Reader = Callable[[StreamState, bytes], bytes]
+
+
+async def whole_answers(request: web.Request, model: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama's non-streaming answers to ``bodies``, fetched concurrently, in order."""
+    client = request.app[CLIENT]
+    admission = request.app[ADMISSION]
+
+    async def one(body: dict[str, Any]) -> dict[str, Any]:
+        async with admission.slot(model):
+            return whole_answer(await client.request_json("POST", "/api/chat", body))
+
+    return await all_of([one(body) for body in bodies])
+
+
+async def all_of(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every result, or the first failure (the others are then cancelled and awaited)."""
+    tasks = [asyncio.ensure_future(coro) for coro in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+    finally:
+        await _stop(tasks)
+
+
+async def _stop(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# An item of the merged stream: frames to write, and whether (and how) one choice ended.
+_Item = tuple[bytes, bool, ProxyError | None]
+
+
+async def relay_many(request: web.Request, model: str, bodies: list[dict[str, Any]],
+                     states: list[StreamState], reader: Reader) -> web.StreamResponse:
+    """Stream ``len(bodies)`` answers as one: frames as they come, the end once all ended."""
+    loop = asyncio.get_running_loop()
+    heads: list[asyncio.Future[None]] = [loop.create_future() for _ in bodies]
+    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    tasks = [asyncio.ensure_future(_pump(request, model, body, state, reader, head, queue))
+             for body, state, head in zip(bodies, states, heads, strict=True)]
+    del bodies  # each pump holds its own until sent
+    try:
+        await asyncio.wait(heads, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [head.exception() for head in heads if head.done() and head.exception() is not None]
+        if failed:
+            raise failed[0]  # type: ignore[misc]
+        return await _write(request, states, queue)
+    finally:
+        await _stop(tasks)
+        for head in heads:
+            if head.done() and not head.cancelled():
+                head.exception()  # retrieved: no "never retrieved" noise for the ones not raised
+
+
+async def _pump(request: web.Request, model: str, body: dict[str, Any], state: StreamState,
+                reader: Reader, head: asyncio.Future[None], queue: asyncio.Queue[_Item]) -> None:
+    """One choice: its slot, its upstream request, its frames onto ``queue``, then its end."""
+    client = request.app[CLIENT]
+    try:
+        async with request.app[ADMISSION].slot(model):
+            call = client.open("POST", "/api/chat", body)
+            del body
+            async with call as upstream:
+                head.set_result(None)
+                with client.idle_timer() as timer:
+                    while data := await timer.read(upstream.content):
+                        if state.done:
+                            continue  # the end of Ollama's body: read on so its connection is reused
+                        out = reader(state, data)
+                        if state.error is not None:  # the error frame is in ``out``
+                            queue.put_nowait((out, True, state.error))
+                            return
+                        if out:
+                            queue.put_nowait((out, False, None))
+                if not state.done:
+                    raise UpstreamError("Ollama ended the stream before it was complete.")
+    except ProxyError as exc:
+        _fail(head, queue, exc)
+        return
+    except Exception:
+        log.exception("%s stream of choice %d failed", request_id(request), state.index)
+        _fail(head, queue, ProxyError(f"The proxy hit an internal error (request id {request_id(request)})."))
+        return
+    queue.put_nowait((b"", True, None))
+
+
+def _fail(head: asyncio.Future[None], queue: asyncio.Queue[_Item], error: ProxyError) -> None:
+    if not head.done():
+        head.set_exception(error)  # before the stream started: the answer's HTTP status
+    else:
+        queue.put_nowait((error_frame(error), True, error))
+
+
+async def _write(request: web.Request, states: list[StreamState], queue: asyncio.Queue[_Item]) -> web.StreamResponse:
+    rid = request_id(request)
+    response = await start_event_stream(request, rid)
+    left = len(states)
+    try:
+        while left:
+            out, ended, error = await queue.get()
+            if error is not None:
+                log.warning("%s stream ended by upstream fault: %s", rid, error.message)
+                await response.write_eof(out)
+                return response
+            left -= ended
+            if not left:
+                await response.write_eof(out + closing_frames(states))
+            elif out:
+                await response.write(out)
+    except ConnectionResetError:
+        log.info("%s client went away mid-stream; upstream requests closed", rid)
+    except Exception:
+        # A bug, after the status went out: a generic error frame, the traceback in the log.
+        log.exception("%s stream failed", rid)
+        try:
+            await response.write_eof(error_frame(ProxyError(f"The proxy hit an internal error (request id {rid}).")))
+        except ConnectionResetError:
+            pass  # the client is gone too
+    return response
