@@ -26,7 +26,14 @@ from ..translate.chat import (
 from ..translate.stream import StreamState, frames_for_forced_read, frames_for_read, new_stream
 from ..validate import with_defaults
 from .choices import relay_many, whole_answers
-from .common import count_stream_tokens, json_response, new_id, read_json_object, relay_stream, whole_answer
+from .common import (
+    count_stream_tokens,
+    json_response,
+    new_id,
+    read_json_object,
+    relay_stream,
+    whole_answer,
+)
 
 __all__ = ["chat_completions"]
 
