@@ -132,7 +132,7 @@ async def test_text_reply_maps_request_output_and_usage(start: Start, fake_ollam
 async def test_json_schema_format_reaches_ollama_and_parses(start: Start, fake_ollama: FakeOllama) -> None:
     sdk, _ = await start()
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    fake_ollama.push(Reply(chunks=['{"city": ', '"Paris"}']))
+    fake_ollama.push(Reply(chunks=['{"city": ', '"Paris"}'], ignore_format=True))  # scripted, schema-valid
     response = await sdk.responses.create(
         model="llama3.2", input="where?",
         text={"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}},
