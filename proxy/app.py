@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .admission import Admission
-from .appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from .appkeys import ADMISSION, CLIENT, CONFIG, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
@@ -17,6 +17,7 @@ from .handlers.models import list_models, model_catalog_ctx, retrieve_model
 from .handlers.passthrough import passthrough
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
+from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .upstream import OllamaClient
 from .validate import Validator
@@ -49,12 +50,13 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/livez", liveness)
     if config.passthrough.enabled:
         app.router.add_route("*", "/api/{path:.*}", passthrough)
+    install_observability(app)  # [metrics], [tracing], the JSON access record: /metrics, middlewares
     return app
 
 
 async def _ollama_client(app: web.Application) -> AsyncIterator[None]:
     """One shared connection pool for the app's life, closed on shutdown."""
-    client = OllamaClient(app[CONFIG].upstream)
+    client = OllamaClient(app[CONFIG].upstream, trace_configs=app.get(UPSTREAM_TRACES))
     app[CLIENT] = client
     yield
     await client.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import aiohttp
 from aiohttp import web
 
 from .admission import Admission
@@ -11,7 +14,14 @@ from .probe import HealthProbe
 from .upstream import OllamaClient
 from .validate import Validator
 
-__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "VALIDATOR"]
+if TYPE_CHECKING:  # imported only when metrics are on: prometheus_client stays unloaded when off
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from .observe.metrics import Metrics
+    from .observe.tracing import Tracing
+
+__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "METRICS", "PROBE", "SPAN_EXPORTER", "TRACING",
+           "UPSTREAM_TRACES", "VALIDATOR"]
 
 CONFIG = web.AppKey("config", Config)
 CLIENT = web.AppKey("client", OllamaClient)
@@ -19,3 +29,9 @@ PROBE = web.AppKey("health_probe", HealthProbe)
 CATALOG = web.AppKey("model_catalog", ModelCatalog)
 VALIDATOR = web.AppKey("validator", Validator)
 ADMISSION = web.AppKey("admission", Admission)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+TRACING: web.AppKey[Tracing] = web.AppKey("tracing")
+# Where finished spans go instead of OTLP when set before start-up (tests: the in-memory exporter).
+SPAN_EXPORTER: web.AppKey[SpanExporter] = web.AppKey("span_exporter")
+# aiohttp client hooks for the Ollama client's session (tracing adds its own).
+UPSTREAM_TRACES = web.AppKey("upstream_traces", list[aiohttp.TraceConfig])

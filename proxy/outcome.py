@@ -24,7 +24,7 @@ from aiohttp import web
 from .caller import caller
 from .errors import ProxyError
 
-__all__ = ["CLIENT_CLOSED", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
+__all__ = ["CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
 
 log = logging.getLogger("proxy.outcome")
 
@@ -66,10 +66,14 @@ class Outcome:
         self.prompt_tokens = int(ollama_final.get("prompt_eval_count") or 0)
         self.completion_tokens = int(ollama_final.get("eval_count") or 0)
         self.timings = ollama_timings(ollama_final)
+        if isinstance(reason := ollama_final.get("done_reason"), str):
+            self.extra["finish_reason"] = reason  # Ollama's ("stop", "length"), for traces
 
 
 Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
+# The request's outcome, for middlewares that run around the handler (metrics, access log).
+OUTCOME = web.RequestKey("outcome", Outcome)
 
 
 def ollama_timings(final: dict[str, Any]) -> dict[str, float]:
@@ -113,4 +117,5 @@ class Accounting:
 def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
     """The accounting context for one request to Ollama for ``model``."""
     outcome = Outcome(endpoint, model, caller(request).key_id, stream)
+    request[OUTCOME] = outcome
     return Accounting(request.app[OUTCOME_LISTENERS], outcome)
