@@ -45,8 +45,8 @@ from ..caller import caller
 from ..config import MetricsConfig
 from ..errors import ProxyError, RateLimited
 from ..outcome import CLIENT_CLOSED, Outcome
-from .multiproc import MULTIPROC_ENV
 from .labels import NO_MODEL, OTHER, UPSTREAM_KINDS, ModelLabels, upstream_kind
+from .multiproc import MULTIPROC_ENV
 
 __all__ = [
     "DURATION_BUCKETS", "MULTIPROC_ENV", "PREFIX", "TPOT_BUCKETS", "TTFT_BUCKETS", "LiveGauges", "Metrics",
@@ -207,7 +207,7 @@ class Metrics:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, self.multiprocess_dir)
+        MultiProcessCollector(registry, self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
     content_type = CONTENT_TYPE_LATEST

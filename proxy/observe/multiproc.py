@@ -40,7 +40,7 @@ class MultiprocDir:
         """Drop a dead worker's live gauges (its counters stay: they happened)."""
         from prometheus_client.multiprocess import mark_process_dead
 
-        mark_process_dead(pid, str(self.path))
+        mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         if self.owned:

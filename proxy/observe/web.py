@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import disable_created_metrics
 
 from ..appkeys import ADMISSION, CATALOG, CONFIG, METRICS
 from ..caller import caller
@@ -47,6 +48,9 @@ def install_metrics(app: web.Application) -> None:
     """Metrics for ``app`` (``[metrics] enabled``): the registry, the outcome listener, the
     ``/metrics`` route (or its own listener) and the background work."""
     config = app[CONFIG].metrics
+    # No "_created" series beside every counter and histogram: Prometheus does not need them
+    # and they double the exposition (prometheus-client's switch is process-wide).
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics(config, ModelLabels())
     app[METRICS] = metrics
     app[OUTCOME_LISTENERS].append(metrics.observe)
