@@ -37,8 +37,11 @@ REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 PY = sys.executable
 
-TARGETS = ("passthrough", "naive", "proxy")
-LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy"}
+TARGETS = ("passthrough", "naive", "proxy", "metrics")
+LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy",
+         "metrics": "proxy+metrics"}
+# The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost.
+PROXIES = ("proxy", "metrics")
 ROWS = ("nonstream", "one_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
@@ -155,6 +158,7 @@ class Config:
     logdir: Path
     retries: int = 1
     proxy_config: Path | None = None
+    metrics_config: Path | None = None
     procs: list[Proc] = field(default_factory=list)
     proxy_help: str = ""
 
@@ -231,13 +235,14 @@ class Config:
         port = free_port()
         url = f"http://{LOOPBACK}:{upstream_port}"
         env = {"OLLAMA_BASE_URL": url}
-        if name == "proxy":
+        if name in PROXIES:
             if self.proxy_cmd:
                 cmd = shlex.split(self.proxy_cmd.format(port=port, upstream=url, host=LOOPBACK))
             else:
                 cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port)]
-                if self.proxy_config:
-                    cmd += ["--config", str(self.proxy_config)]
+                config = self.metrics_config if name == "metrics" else self.proxy_config
+                if config:
+                    cmd += ["--config", str(config)]
                 if self.workers:
                     cmd += ["--workers", str(self.workers)]
                 if not self.uvloop and "--no-uvloop" in self.proxy_help:
@@ -328,7 +333,13 @@ BENCH_PROXY_TOML = """\
 # written by bench/run.py: proxy defaults, except no admission bound (see bench/README.md)
 [admission]
 max_concurrent = 0
+[metrics]
+enabled = false
 """
+# The "proxy+metrics" column: the same, with /metrics on (its default), scraped by nobody.
+BENCH_METRICS_TOML = BENCH_PROXY_TOML.replace("enabled = false", "enabled = true")
+# What metrics may cost (proxy+metrics / proxy): the issue's bounds.
+METRICS_TARGET = {"nonstream": 0.95, "one_stream": 0.97, "streams200": 0.97, "paced_cpu": 1.03}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,6 +652,20 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def metrics_overhead(result: dict[str, Any]) -> str:
+    """The metrics row: proxy+metrics over proxy for the rows the issue bounds."""
+    cells = []
+    for row, limit in METRICS_TARGET.items():
+        values = result["rows"].get(row, {}).get("values", {})
+        on, off = values.get("metrics"), values.get("proxy")
+        if not isinstance(on, (int, float)) or not isinstance(off, (int, float)) or not off:
+            continue
+        ratio = on / off
+        ok = ratio <= limit if row == "paced_cpu" else ratio >= limit
+        cells.append(f"{row} {ratio:.3f} ({'≤' if row == 'paced_cpu' else '≥'} {limit}: {'PASS' if ok else 'MISS'})")
+    return "metrics on / off: " + "; ".join(cells) if cells else ""
+
+
 def flat_values(result: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for row, r in result.get("rows", {}).items():
@@ -735,7 +760,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"rows to run (repeat or comma list): {','.join(ROWS)}",
     )
     ap.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy"
+        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy,metrics"
     )
     ap.add_argument(
         "--proxy-cmd",
@@ -791,11 +816,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.proxy_config is None:
         cfg.proxy_config = logdir / "bench-proxy.toml"
         cfg.proxy_config.write_text(BENCH_PROXY_TOML)
+        cfg.metrics_config = logdir / "bench-proxy-metrics.toml"
+        cfg.metrics_config.write_text(BENCH_METRICS_TOML)
     elif a.proxy_config != "none":
-        cfg.proxy_config = Path(a.proxy_config).resolve()
+        cfg.proxy_config = cfg.metrics_config = Path(a.proxy_config).resolve()
     targets = [t for t in TARGETS if t in a.target_list]
     errors: list[str] = []
-    if "proxy" in targets and not a.proxy_cmd:
+    if any(t in targets for t in PROXIES) and not a.proxy_cmd:
         try:
             cp = subprocess.run(
                 [PY, "-m", "proxy", "--help"],
@@ -810,10 +837,10 @@ def main(argv: list[str] | None = None) -> int:
                     "proxy: `python -m proxy --help` failed: "
                     + cp.stderr.decode(errors="replace")[-400:]
                 )
-                targets.remove("proxy")
+                targets[:] = [t for t in targets if t not in PROXIES]
         except subprocess.TimeoutExpired:
             errors.append("proxy: `python -m proxy --help` timed out")
-            targets.remove("proxy")
+            targets[:] = [t for t in targets if t not in PROXIES]
         if a.workers and "proxy" in targets and "--workers" not in cfg.proxy_help:
             errors.append("proxy: --help does not mention --workers; passing it anyway")
 
@@ -888,6 +915,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(result))
     print(LEGEND)
+    overhead = metrics_overhead(result)
+    if overhead:
+        print(overhead)
     for e in errors:
         print(f"error: {e}")
     for row in a.rows:

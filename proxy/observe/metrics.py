@@ -4,10 +4,11 @@ Ollama has no ``/metrics``, so the proxy is where an operator sees time to first
 rates, queueing and faults. Updates happen at two points per request, never per chunk:
 
 * ``observe`` is an outcome listener (``proxy/outcome.py``): once per request to Ollama, at its
-  end, it adds the request, its duration, tokens, time to first token, time per output token,
+  end, it adds the request, its tokens, time to first token, time per output token,
   Ollama's own load and prompt-evaluation times, and how it ended.
-* ``http`` runs in the metrics middleware for what never reached Ollama (a 400, a 404, a
-  rate limit, an admission rejection, a failed model listing): one counter or two.
+* ``http`` runs in the metrics middleware: every request's duration from its arrival, and the
+  requests that never reached Ollama (a 400, a 404, a rate limit, an admission rejection, a
+  failed model listing): one counter or two.
 
 The in-flight and queue gauges cost nothing per request: one process reads them from the
 admission state when scraped (``LiveGauges``). With ``server.workers > 1`` each worker is its
@@ -83,10 +84,10 @@ class Metrics:
 
         self.requests = counter("requests", "Requests answered, by endpoint, model and HTTP status "
                                 "(499: the client went away first).", ("endpoint", "model", "status_code", *key))
-        self.duration = histogram("request_duration_seconds", "Time from the request's arrival at "
-                                  "the handler to its last byte.", ("endpoint", "model"), DURATION_BUCKETS)
-        self.ttft = histogram("time_to_first_token_seconds", "Streams: time from the request to the "
-                              "first token written to the client.", ("model",), TTFT_BUCKETS)
+        self.duration = histogram("request_duration_seconds", "Time from the request's arrival to "
+                                  "its last byte.", ("endpoint", "model"), DURATION_BUCKETS)
+        self.ttft = histogram("time_to_first_token_seconds", "Streams: time from the request's "
+                              "admission to the first token written to the client.", ("model",), TTFT_BUCKETS)
         self.tpot = histogram("time_per_output_token_seconds", "Mean time per output token after "
                               "the first, per request.", ("model",), TPOT_BUCKETS)
         self.tokens = counter("tokens", "Tokens Ollama counted, by type (prompt or completion).",
@@ -136,7 +137,6 @@ class Metrics:
             self.requests.labels(endpoint, model, str(outcome.status), outcome.key_id).inc()
         else:
             self.requests.labels(endpoint, model, str(outcome.status)).inc()
-        self.duration.labels(endpoint, model).observe(outcome.duration)
         if outcome.prompt_tokens or outcome.completion_tokens:
             key = (outcome.key_id,) if self._per_key else ()
             self.tokens.labels(model, "prompt", *key).inc(outcome.prompt_tokens)
@@ -166,9 +166,12 @@ class Metrics:
             self.prompt_eval.labels(model).observe(timings["prompt_eval_duration"])
 
     def http(self, request: web.Request, endpoint: str, status: int, exc: BaseException | None,
-             *, reached_ollama: bool) -> None:
-        """The middleware's part: refusals, and requests that never reached Ollama (a 400, a
-        404, a failed model listing); the outcome listener counted the others."""
+             duration: float, outcome: Outcome | None) -> None:
+        """The middleware's part: every request's duration from its arrival (queueing
+        included), refusals, and requests that never reached Ollama (a 400, a 404, a failed
+        model listing); the outcome listener counted the others."""
+        model = NO_MODEL if outcome is None else self.labels.label(outcome.model)
+        self.duration.labels(endpoint, model).observe(duration)
         if isinstance(exc, AdmissionRejected):
             self.admission_rejected.inc()
         elif isinstance(exc, RateLimited):
@@ -179,7 +182,7 @@ class Metrics:
                 self.rate_limited.labels(kind, caller(request).key_id).inc()
             else:
                 self.rate_limited.labels(kind).inc()
-        if reached_ollama:
+        if outcome is not None:
             return
         if isinstance(exc, ProxyError) and (fault := upstream_kind(exc.code)) is not None:
             self.upstream_errors.labels(fault).inc()  # /v1/models and others Ollama failed

@@ -154,10 +154,11 @@ def observe_middleware(metrics: Metrics | None, access: bool) -> Middleware:
             if outcome is not None and outcome.status == CLIENT_CLOSED:
                 status = CLIENT_CLOSED  # a stream's headers said 200; its client left
             endpoint = outcome.endpoint if outcome is not None else endpoint_of(request)
+            duration = time.monotonic() - started
             if metrics is not None:
-                metrics.http(request, endpoint, status, error, reached_ollama=outcome is not None)
+                metrics.http(request, endpoint, status, error, duration, outcome)
             if access:
-                access_record(request, endpoint, status, time.monotonic() - started)
+                access_record(request, endpoint, status, duration)
 
     return observed
 
