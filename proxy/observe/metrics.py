@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -109,6 +110,8 @@ class Metrics:
         if not key:
             for kind in RATE_LIMIT_KINDS:
                 self.rate_limited.labels(kind)
+        self._by_model: dict[str, _Series] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._in_flight: Gauge | None = None
         self._waiting: Gauge | None = None
         self._sampled: set[str] = set()
@@ -132,38 +135,51 @@ class Metrics:
         model = self.labels.label(outcome.model)
         if model == OTHER and outcome.status < 400:
             model = self.labels.learn(outcome.model)
-        endpoint = outcome.endpoint
-        if self._per_key:
-            self.requests.labels(endpoint, model, str(outcome.status), outcome.key_id).inc()
-        else:
-            self.requests.labels(endpoint, model, str(outcome.status)).inc()
+        key = (outcome.key_id,) if self._per_key else ()
+        self._child(self.requests, outcome.endpoint, model, str(outcome.status), *key).inc()
         if outcome.prompt_tokens or outcome.completion_tokens:
-            key = (outcome.key_id,) if self._per_key else ()
-            self.tokens.labels(model, "prompt", *key).inc(outcome.prompt_tokens)
-            self.tokens.labels(model, "completion", *key).inc(outcome.completion_tokens)
+            self._child(self.tokens, model, "prompt", *key).inc(outcome.prompt_tokens)
+            self._child(self.tokens, model, "completion", *key).inc(outcome.completion_tokens)
         if outcome.status == CLIENT_CLOSED:
             self.disconnects.inc()
         elif (kind := upstream_kind(outcome.error)) is not None:
             self.upstream_errors.labels(kind).inc()
         elif outcome.error is None:
-            self._observe_timing(outcome, model)
+            self._observe_timing(outcome, self._series(model))
 
-    def _observe_timing(self, outcome: Outcome, model: str) -> None:
+    def _observe_timing(self, outcome: Outcome, series: _Series) -> None:
         """Token timings of a request that completed."""
         timings = outcome.timings
         first = outcome.first_byte
         if outcome.stream and first is not None:
-            self.ttft.labels(model).observe(first - outcome.started)
+            series.ttft.observe(first - outcome.started)
             # What the client saw: the stream after its first token, over the tokens after it.
             if outcome.completion_tokens > 1 and outcome.ended is not None:
-                self.tpot.labels(model).observe((outcome.ended - first) / (outcome.completion_tokens - 1))
+                series.tpot.observe((outcome.ended - first) / (outcome.completion_tokens - 1))
         elif outcome.completion_tokens > 0 and "eval_duration" in timings:
             # A whole answer has no first byte of its own: Ollama's decode time per token.
-            self.tpot.labels(model).observe(timings["eval_duration"] / outcome.completion_tokens)
+            series.tpot.observe(timings["eval_duration"] / outcome.completion_tokens)
         if "load_duration" in timings:
-            self.load.labels(model).observe(timings["load_duration"])
+            series.load.observe(timings["load_duration"])
         if "prompt_eval_duration" in timings:
-            self.prompt_eval.labels(model).observe(timings["prompt_eval_duration"])
+            series.prompt_eval.observe(timings["prompt_eval_duration"])
+
+    # Label lookups cost more than the updates they lead to, so each labelled series is looked
+    # up once and kept; the keys are bounded label values, so these dicts are bounded too.
+
+    def _series(self, model: str) -> _Series:
+        series = self._by_model.get(model)
+        if series is None:
+            series = _Series(self, model)
+            self._by_model[model] = series
+        return series
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def http(self, request: web.Request, endpoint: str, status: int, exc: BaseException | None,
              duration: float, outcome: Outcome | None) -> None:
@@ -171,7 +187,7 @@ class Metrics:
         included), refusals, and requests that never reached Ollama (a 400, a 404, a failed
         model listing); the outcome listener counted the others."""
         model = NO_MODEL if outcome is None else self.labels.label(outcome.model)
-        self.duration.labels(endpoint, model).observe(duration)
+        self._child(self.duration, endpoint, model).observe(duration)
         if isinstance(exc, AdmissionRejected):
             self.admission_rejected.inc()
         elif isinstance(exc, RateLimited):
@@ -186,10 +202,8 @@ class Metrics:
             return
         if isinstance(exc, ProxyError) and (fault := upstream_kind(exc.code)) is not None:
             self.upstream_errors.labels(fault).inc()  # /v1/models and others Ollama failed
-        if self._per_key:
-            self.requests.labels(endpoint, NO_MODEL, str(status), caller(request).key_id).inc()
-        else:
-            self.requests.labels(endpoint, NO_MODEL, str(status)).inc()
+        key = (caller(request).key_id,) if self._per_key else ()
+        self._child(self.requests, endpoint, NO_MODEL, str(status), *key).inc()
 
     # ------------------------------------------------------------------ gauges and scrapes
 
@@ -214,6 +228,18 @@ class Metrics:
         return generate_latest(registry)
 
     content_type = CONTENT_TYPE_LATEST
+
+
+class _Series:
+    """The per-model series of one model label, looked up once."""
+
+    __slots__ = ("load", "prompt_eval", "tpot", "ttft")
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.ttft = metrics.ttft.labels(model)
+        self.tpot = metrics.tpot.labels(model)
+        self.load = metrics.load.labels(model)
+        self.prompt_eval = metrics.prompt_eval.labels(model)
 
 
 _IN_FLIGHT_DOC = "Requests holding an admission slot (at Ollama or streaming from it), by model."
