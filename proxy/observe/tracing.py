@@ -76,9 +76,11 @@ class Tracing:
         self.provider = provider
         self.tracer = provider.get_tracer("ollama-openai-proxy")
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Flush the spans still batched; in a thread, as the export is blocking I/O that may
+        take up to the exporter's time-out."""
         if self.provider is not None:
-            self.provider.shutdown()  # flushes the spans still batched
+            await asyncio.to_thread(self.provider.shutdown)
 
     # ------------------------------------------------------------------ SERVER span
 
@@ -221,4 +223,4 @@ async def _tracing_ctx(app: web.Application) -> AsyncIterator[None]:
     tracing = app[TRACING]
     tracing.start(app.get(SPAN_EXPORTER))
     yield
-    tracing.shutdown()
+    await tracing.shutdown()

@@ -155,10 +155,13 @@ def observe_middleware(metrics: Metrics | None, access: bool) -> Middleware:
                 status = CLIENT_CLOSED  # a stream's headers said 200; its client left
             endpoint = outcome.endpoint if outcome is not None else endpoint_of(request)
             duration = time.monotonic() - started
-            if metrics is not None:
-                metrics.http(request, endpoint, status, error, duration, outcome)
-            if access:
-                access_record(request, endpoint, status, duration)
+            try:
+                if metrics is not None:
+                    metrics.http(request, endpoint, status, error, duration, outcome)
+                if access:
+                    access_record(request, endpoint, status, duration)
+            except Exception:  # a bug in keeping account must not fail the request it counts
+                log.exception("%s metrics or access record failed", request_id(request))
 
     return observed
 

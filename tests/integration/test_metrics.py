@@ -55,24 +55,20 @@ async def scrape(url: str, **headers: str) -> Samples:
 
 
 def told(app: web.Application) -> Callable[[int], Any]:
-    """``await told(n)``: until n outcomes have been reported (the listener runs after ours)."""
+    """``await told(n)``: until n outcomes have been reported."""
     seen: list[Outcome] = []
-    changed = asyncio.Condition()
+    another = asyncio.Event()
 
     def listen(outcome: Outcome) -> None:
         seen.append(outcome)
-
-        async def notify() -> None:
-            async with changed:
-                changed.notify_all()
-
-        asyncio.get_running_loop().create_task(notify())
+        another.set()
 
     app[OUTCOME_LISTENERS].append(listen)
 
     async def wait(n: int) -> None:
-        async with changed:
-            await asyncio.wait_for(changed.wait_for(lambda: len(seen) >= n), 5)
+        while len(seen) < n:
+            another.clear()
+            await asyncio.wait_for(another.wait(), 5)
 
     return wait
 

@@ -98,3 +98,29 @@ def test_off_by_default_and_not_even_imported() -> None:
             "create_app(build(Config, {'metrics': {'enabled': False}}, '')); "
             "assert 'prometheus_client' not in sys.modules, 'prometheus imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+async def test_spans_reach_an_otlp_collector(fake_ollama: FakeOllama) -> None:
+    """The real exporter path: OTLP/HTTP protobuf to ``[tracing] endpoint``, flushed at shutdown."""
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[str] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(await request.read())
+        received.extend(span.name for rs in export.resource_spans for ss in rs.scope_spans for span in ss.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    collector = web.Application()
+    collector.router.add_post("/v1/traces", collect)
+    async with TestServer(collector) as otlp:
+        config = {"tracing": {"enabled": True, "endpoint": f"http://127.0.0.1:{otlp.port}/v1/traces"}}
+        app = create_app(make_config(fake_ollama.url, config))
+        async with TestServer(app) as server:
+            base = f"http://127.0.0.1:{server.port}/v1"
+            async with openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as sdk:
+                await sdk.chat.completions.create(model="llama3.2", messages=USER)
+        # Leaving the proxy's server shut the provider down, which flushed the batch.
+    assert sorted(received) == ["POST /v1/chat/completions", "chat llama3.2"]
