@@ -663,6 +663,12 @@ def metrics_overhead(result: dict[str, Any]) -> str:
         ratio = on / off
         ok = ratio <= limit if row == "paced_cpu" else ratio >= limit
         cells.append(f"{row} {ratio:.3f} ({'≤' if row == 'paced_cpu' else '≥'} {limit}: {'PASS' if ok else 'MISS'})")
+    # CPU per request says the same with less noise from other processes than req/s does.
+    raw = result["rows"].get("nonstream", {}).get("raw", {})
+    on_cpu = raw.get("metrics", {}).get("server_cpu_us_per_req")
+    off_cpu = raw.get("proxy", {}).get("server_cpu_us_per_req")
+    if isinstance(on_cpu, (int, float)) and isinstance(off_cpu, (int, float)) and off_cpu:
+        cells.append(f"nonstream CPU/request {on_cpu / off_cpu:.3f} ({on_cpu:.0f} vs {off_cpu:.0f} µs)")
     return "metrics on / off: " + "; ".join(cells) if cells else ""
 
 
