@@ -36,6 +36,7 @@ __all__ = ["ScrapeUnauthorized", "access_record", "escape", "install_metrics", "
 log = logging.getLogger("proxy.metrics")
 access_log = logging.getLogger("proxy.access")
 
+
 class ScrapeUnauthorized(ProxyError):
     """A scrape without the ``[metrics] token``."""
 
