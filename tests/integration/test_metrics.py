@@ -144,11 +144,14 @@ async def test_each_series_moves_as_the_traffic_says(app_factory: AppFactory, fa
 
 
 async def test_upstream_faults_are_counted_by_kind(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
-    url, _ = await app_factory()
-    fake_ollama.push(Reply(status=503, error="server busy"))
+    url, _ = await app_factory({"upstream": {"timeouts": {"first_byte": 0.2}}})
+    fake_ollama.push(Reply(status=503, error="server busy"), Reply(hang_before_headers=True))
     async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as sdk:
         with pytest.raises(openai.APIStatusError):
             await sdk.chat.completions.create(model="llama3.2", messages=USER)
+        with pytest.raises(openai.APIStatusError) as slow:
+            await sdk.chat.completions.create(model="llama3.2", messages=USER, stream=True)
+        assert slow.value.status_code == 504
         await fake_ollama.stop()  # nothing listens on Ollama's port any more
         with pytest.raises(openai.APIStatusError):
             await sdk.chat.completions.create(model="llama3.2", messages=USER)
@@ -156,6 +159,7 @@ async def test_upstream_faults_are_counted_by_kind(app_factory: AppFactory, fake
             await sdk.models.list()  # a route without an outcome: counted by the middleware
     samples = await scrape(url)
     assert value(samples, "upstream_errors_total", kind="5xx") == 1
+    assert value(samples, "upstream_errors_total", kind="timeout") == 1
     assert value(samples, "upstream_errors_total", kind="refused") == 2
     assert value(samples, "requests_total", endpoint="models", model="none", status_code="502") == 1
 
