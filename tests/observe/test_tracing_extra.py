@@ -15,7 +15,9 @@ def test_tracing_without_the_extra_is_a_config_error(
 ) -> None:
     config = tmp_path / "proxy.toml"
     config.write_text("[tracing]\nenabled = true\n")
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
-    assert main(["--config", str(config)]) == 2
+    for name in ("opentelemetry", "opentelemetry.sdk"):  # as if not installed, even if imported
+        monkeypatch.setitem(sys.modules, name, None)
+    # --check-config: a broken check prints the limits and returns 0 instead of serving.
+    assert main(["--config", str(config), "--check-config"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tracing.enabled" in err and "[tracing]" in err
