@@ -37,9 +37,11 @@ REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 PY = sys.executable
 
-TARGETS = ("passthrough", "naive", "proxy")
+TARGETS = ("passthrough", "naive", "proxy", "metrics")
 LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy",
-         "proxy_store": "proxy+store"}
+         "metrics": "proxy+metrics", "proxy_store": "proxy+store"}
+# The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost.
+PROXIES = ("proxy", "metrics")
 ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
         "store_req", "store_chunk")
 # The store's cost (issue 10): the proxy with [store] on (SQLite, usage accounting) against the
@@ -165,6 +167,7 @@ class Config:
     retries: int = 1
     proxy_config: Path | None = None
     store_config: Path | None = None  # the proxy_store target's config (store rows only)
+    metrics_config: Path | None = None
     procs: list[Proc] = field(default_factory=list)
     proxy_help: str = ""
 
@@ -246,13 +249,14 @@ class Config:
             cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port), "--config", str(self.store_config)]
             if not self.uvloop and "--no-uvloop" in self.proxy_help:
                 cmd += ["--no-uvloop"]
-        elif name == "proxy":
+        elif name in PROXIES:
             if self.proxy_cmd:
                 cmd = shlex.split(self.proxy_cmd.format(port=port, upstream=url, host=LOOPBACK))
             else:
                 cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port)]
-                if self.proxy_config:
-                    cmd += ["--config", str(self.proxy_config)]
+                config = self.metrics_config if name == "metrics" else self.proxy_config
+                if config:
+                    cmd += ["--config", str(config)]
                 if self.workers:
                     cmd += ["--workers", str(self.workers)]
                 if not self.uvloop and "--no-uvloop" in self.proxy_help:
@@ -343,6 +347,8 @@ BENCH_PROXY_TOML = """\
 # written by bench/run.py: proxy defaults, except no admission bound (see bench/README.md)
 [admission]
 max_concurrent = 0
+[metrics]
+enabled = false
 """
 # The same with the store on: usage accounting into a SQLite file beside this config.
 BENCH_STORE_TOML = BENCH_PROXY_TOML + """
@@ -350,6 +356,10 @@ BENCH_STORE_TOML = BENCH_PROXY_TOML + """
 enabled = true
 url = "sqlite:///bench-store.db"
 """
+# The "proxy+metrics" column: the same, with /metrics on (its default), scraped by nobody.
+BENCH_METRICS_TOML = BENCH_PROXY_TOML.replace("enabled = false", "enabled = true")
+# What metrics may cost (proxy+metrics / proxy): the issue's bounds.
+METRICS_TARGET = {"nonstream": 0.95, "one_stream": 0.97, "streams200": 0.97, "paced_cpu": 1.03}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -728,6 +738,26 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def metrics_overhead(result: dict[str, Any]) -> str:
+    """The metrics row: proxy+metrics over proxy for the rows the issue bounds."""
+    cells = []
+    for row, limit in METRICS_TARGET.items():
+        values = result["rows"].get(row, {}).get("values", {})
+        on, off = values.get("metrics"), values.get("proxy")
+        if not isinstance(on, (int, float)) or not isinstance(off, (int, float)) or not off:
+            continue
+        ratio = on / off
+        ok = ratio <= limit if row == "paced_cpu" else ratio >= limit
+        cells.append(f"{row} {ratio:.3f} ({'≤' if row == 'paced_cpu' else '≥'} {limit}: {'PASS' if ok else 'MISS'})")
+    # CPU per request says the same with less noise from other processes than req/s does.
+    raw = result["rows"].get("nonstream", {}).get("raw", {})
+    on_cpu = raw.get("metrics", {}).get("server_cpu_us_per_req")
+    off_cpu = raw.get("proxy", {}).get("server_cpu_us_per_req")
+    if isinstance(on_cpu, (int, float)) and isinstance(off_cpu, (int, float)) and off_cpu:
+        cells.append(f"nonstream CPU/request {on_cpu / off_cpu:.3f} ({on_cpu:.0f} vs {off_cpu:.0f} µs)")
+    return "metrics on / off: " + "; ".join(cells) if cells else ""
+
+
 def flat_values(result: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for row, r in result.get("rows", {}).items():
@@ -822,7 +852,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"rows to run (repeat or comma list): {','.join(ROWS)}",
     )
     ap.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy"
+        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy,metrics"
     )
     ap.add_argument(
         "--proxy-cmd",
@@ -880,11 +910,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.proxy_config is None:
         cfg.proxy_config = logdir / "bench-proxy.toml"
         cfg.proxy_config.write_text(BENCH_PROXY_TOML)
+        cfg.metrics_config = logdir / "bench-proxy-metrics.toml"
+        cfg.metrics_config.write_text(BENCH_METRICS_TOML)
     elif a.proxy_config != "none":
-        cfg.proxy_config = Path(a.proxy_config).resolve()
+        cfg.proxy_config = cfg.metrics_config = Path(a.proxy_config).resolve()
     targets = [t for t in TARGETS if t in a.target_list]
     errors: list[str] = []
-    if "proxy" in targets and not a.proxy_cmd:
+    if any(t in targets for t in PROXIES) and not a.proxy_cmd:
         try:
             cp = subprocess.run(
                 [PY, "-m", "proxy", "--help"],
@@ -899,10 +931,10 @@ def main(argv: list[str] | None = None) -> int:
                     "proxy: `python -m proxy --help` failed: "
                     + cp.stderr.decode(errors="replace")[-400:]
                 )
-                targets.remove("proxy")
+                targets[:] = [t for t in targets if t not in PROXIES]
         except subprocess.TimeoutExpired:
             errors.append("proxy: `python -m proxy --help` timed out")
-            targets.remove("proxy")
+            targets[:] = [t for t in targets if t not in PROXIES]
         if a.workers and "proxy" in targets and "--workers" not in cfg.proxy_help:
             errors.append("proxy: --help does not mention --workers; passing it anyway")
 
@@ -978,6 +1010,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(result))
     print(LEGEND)
+    overhead = metrics_overhead(result)
+    if overhead:
+        print(overhead)
     for e in errors:
         print(f"error: {e}")
     for row in a.rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -49,7 +50,16 @@ def configure(args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, uvloop=False)
     if server.workers > 1 and server.port == 0:
         raise ConfigError("server.port: must be a fixed port when server.workers > 1")
+    if config.tracing.enabled and not _installed("opentelemetry.sdk"):
+        raise ConfigError("tracing.enabled: needs the tracing extra: pip install 'ollama-openai-proxy[tracing]'")
     return dataclasses.replace(config, server=server)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # its parent package is missing
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,12 @@ from .config import AdmissionConfig
 from .errors import RateLimited
 from .modelglob import Globs, canonical
 
-__all__ = ["Admission", "Slot"]
+__all__ = ["Admission", "AdmissionRejected", "Slot"]
+
+
+class AdmissionRejected(RateLimited):
+    """No slot: the queue was full or the wait too long (the proxy's capacity, not a caller's
+    rate limit; metrics count the two apart)."""
 
 
 @dataclass(eq=False)
@@ -98,7 +103,7 @@ class Admission:
             return
         config = self.config
         if self.waiting >= config.max_queue:
-            raise RateLimited(
+            raise AdmissionRejected(
                 f"The proxy is at its limit of concurrent requests and its queue of {config.max_queue} "
                 "is full; retry after the indicated time.", retry_after=config.retry_after)
         waiter = _Waiter(key, asyncio.get_running_loop().create_future())
@@ -113,7 +118,7 @@ class Admission:
                 self._queue.remove(waiter)
             if not granted:
                 if isinstance(exc, TimeoutError):
-                    raise RateLimited(
+                    raise AdmissionRejected(
                         f"No slot for a request to Ollama freed up within {config.queue_timeout:g} s; "
                         "retry after the indicated time.", retry_after=config.retry_after) from None
                 raise

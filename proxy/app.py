@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .admission import Admission
-from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, VALIDATOR
+from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
 from .handlers.chat import chat_completions
@@ -32,6 +32,7 @@ from .handlers.stored import (
 from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, server_settings
 from .middleware import error_middleware
+from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
 from .responses_store import RESPONSE_RECORDS
@@ -80,6 +81,7 @@ def create_app(config: Config) -> web.Application:
         add_console_routes(app, config.console.path)
     if config.store.enabled:
         _add_store(app)
+    install_observability(app)  # [metrics], [tracing], the JSON access record: /metrics, middlewares
     return app
 
 
@@ -111,7 +113,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def _ollama_client(app: web.Application) -> AsyncIterator[None]:
     """The pool of Ollama servers (one connection pool each) for the app's life."""
-    client = Pool(app[CONFIG])
+    client = Pool(app[CONFIG], trace_configs=app.get(UPSTREAM_TRACES))
     app[CLIENT] = client
     client.start()  # with two or more servers: probes and discovery in the background
     yield

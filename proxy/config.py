@@ -28,6 +28,7 @@ __all__ = [
     "HealthConfig",
     "LimitsConfig",
     "LogConfig",
+    "MetricsConfig",
     "ModelLimits",
     "ModelsConfig",
     "PassthroughConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "Timeouts",
+    "TracingConfig",
     "UpstreamConfig",
     "UpstreamServer",
     "load_config",
@@ -343,6 +345,44 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``GET /metrics`` in Prometheus' text format (``proxy/observe/``).
+
+    ``port``: when not 0, serve it on a listener of its own (``host`` and that port, no API key
+    there) rather than on the main port. ``token``: when set, a scrape must send ``Authorization: Bearer <token>``.
+    ``per_key_labels``: add the caller's key id as a label (one series per key: cardinality).
+    ``model_refresh``: seconds between reads of Ollama's model list, which bounds the ``model``
+    label (a model Ollama does not list is counted as ``other``).
+    ``sample_interval``: with ``server.workers > 1``, seconds between each worker's writes of its
+    in-flight and queue gauges (a single process reads them live at scrape time).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = checked(0, lambda v: 0 <= v <= 65535, "0 (the main port) or a port number")
+    token: str = ""
+    per_key_labels: bool = False
+    model_refresh: float = checked(60.0, lambda v: v >= 1, ">= 1")
+    sample_interval: float = checked(1.0, lambda v: 0.01 <= v <= 60, "between 0.01 and 60")
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry traces (needs the ``tracing`` extra), exported over OTLP/HTTP; off by default.
+
+    ``endpoint``: the collector's traces URL; empty means the exporter's own default or the
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` environment variables.
+    ``sample_ratio``: share of new traces recorded; a caller's ``traceparent`` decides for its own.
+    """
+
+    enabled: bool = False
+    endpoint: str = checked("", lambda v: not v or v.startswith(("http://", "https://")),
+                            "empty or an http:// or https:// URL")
+    service_name: str = checked("ollama-openai-proxy", bool, "a non-empty string")
+    sample_ratio: float = checked(1.0, lambda v: 0 <= v <= 1, "between 0 and 1")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the default with no file."""
 
@@ -359,6 +399,8 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     console: ConsoleConfig = ConsoleConfig()
     store: StoreConfig = StoreConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

@@ -18,6 +18,7 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     └── UpstreamError               502 api_error               (Ollama failed)
         ├── UpstreamUnavailable     502 code=upstream_unreachable
         ├── UpstreamBusy            503 code=upstream_busy       (Retry-After)
+        ├── UpstreamMalformed       502 code=upstream_malformed  (not Ollama's API)
         └── UpstreamTimeout         504 code=upstream_timeout
 
 The types and codes follow OpenAI's own error bodies, so SDKs raise the matching exception
@@ -42,6 +43,7 @@ __all__ = [
     "UnsupportedParameter",
     "UpstreamBusy",
     "UpstreamError",
+    "UpstreamMalformed",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "to_envelope",
@@ -142,6 +144,12 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamBusy(UpstreamError):
     status = 503
     code = "upstream_busy"
+
+
+class UpstreamMalformed(UpstreamError):
+    """Ollama's answer was not what its API promises (not JSON, not an object)."""
+
+    code = "upstream_malformed"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -25,7 +25,7 @@ from .caller import caller
 from .errors import ProxyError
 from .pool import SERVED_BY
 
-__all__ = ["CLIENT_CLOSED", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
+__all__ = ["CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
 
 log = logging.getLogger("proxy.outcome")
 
@@ -68,10 +68,14 @@ class Outcome:
         self.prompt_tokens = sum(int(final.get("prompt_eval_count") or 0) for final in ollama_finals)
         self.completion_tokens = sum(int(final.get("eval_count") or 0) for final in ollama_finals)
         self.timings = ollama_timings(ollama_finals[0]) if ollama_finals else {}
+        if ollama_finals and isinstance(reason := ollama_finals[0].get("done_reason"), str):
+            self.extra["finish_reason"] = reason  # Ollama's ("stop", "length"), for traces
 
 
 Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
+# The request's outcome, for middlewares that run around the handler (metrics, access log).
+OUTCOME = web.RequestKey("outcome", Outcome)
 
 
 def ollama_timings(final: dict[str, Any]) -> dict[str, float]:
@@ -118,4 +122,5 @@ class Accounting:
 def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
     """The accounting context for one request to Ollama for ``model``."""
     outcome = Outcome(endpoint, model, caller(request).key_id, stream)
+    request[OUTCOME] = outcome
     return Accounting(request.app[OUTCOME_LISTENERS], outcome)

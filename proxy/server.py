@@ -13,6 +13,8 @@ from aiohttp import web
 
 from .app import create_app
 from .config import Config
+from .observe import structured_access
+from .observe.multiproc import MultiprocDir
 
 __all__ = ["install_uvloop", "serve", "supervise"]
 
@@ -48,7 +50,8 @@ def serve(config: Config) -> None:
         port=config.server.port,
         reuse_port=config.server.workers > 1,
         handler_cancellation=True,
-        access_log=logging.getLogger("aiohttp.access") if config.log.access else None,
+        # The JSON access record is written by the observe middleware, with its fields.
+        access_log=logging.getLogger("aiohttp.access") if config.log.access and not structured_access(config) else None,
         access_log_format=ACCESS_LOG_FORMAT,
         print=None,
     )
@@ -58,6 +61,16 @@ def supervise(config: Config) -> int:
     """Run ``server.workers`` processes on one port (SO_REUSEPORT; the kernel spreads the
     connections) and stop them all together: a signal to the parent is passed to every worker,
     and one worker dying takes the others down so a supervisor can restart the whole set."""
+    # Before the workers start: they pick prometheus-client's multiprocess store at import.
+    metrics_dir = MultiprocDir() if config.metrics.enabled else None
+    try:
+        return _run_workers(config, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.close()
+
+
+def _run_workers(config: Config, metrics_dir: MultiprocDir | None) -> int:
     spawn = multiprocessing.get_context("spawn")
     workers = [spawn.Process(target=serve, args=(config,), name=f"worker-{i}") for i in range(config.server.workers)]
     stopping = False
@@ -80,6 +93,8 @@ def supervise(config: Config) -> int:
         for sentinel in wait(list(pending)):
             worker = pending.pop(sentinel)  # type: ignore[arg-type]  # wait() returns what it was given
             worker.join()
+            if metrics_dir is not None and worker.pid is not None:
+                metrics_dir.worker_exited(worker.pid)
             if not stopping:
                 print(f"ollama-openai-proxy: {worker.name} exited with {worker.exitcode}; stopping", file=sys.stderr)
                 status = 1

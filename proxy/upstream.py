@@ -28,6 +28,7 @@ from .errors import (
     RateLimited,
     UpstreamBusy,
     UpstreamError,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -54,7 +55,7 @@ _PARAM_HINTS = (
 class OllamaClient:
     """Talks to one Ollama server; owns its connection pool for the app's lifetime."""
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         self.config = config
         self.base_url = config.base_url.rstrip("/")
         timeouts = config.timeouts
@@ -65,6 +66,7 @@ class OllamaClient:
             read_bufsize=2**16,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            trace_configs=trace_configs,  # [tracing]: a CLIENT span and traceparent per call
         )
 
     async def close(self) -> None:
@@ -312,7 +314,7 @@ def decode_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamError("Ollama sent an answer that is not JSON.") from None
+        raise UpstreamMalformed("Ollama sent an answer that is not JSON.") from None
 
 
 def error_from_status(status: int, message: str, *, model: str | None = None) -> ProxyError:

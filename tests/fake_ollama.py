@@ -257,6 +257,7 @@ class FakeOllama:
             self.add_model(name)
         self.url = ""
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in the order received
         self.counts: collections.Counter[str] = collections.Counter()
         self.open_streams = 0
         self.client_disconnects = 0
@@ -363,6 +364,7 @@ class FakeOllama:
         if error is not None:
             request[_BODY_ERROR] = error
         self.requests.append((request.path, body if isinstance(body, dict) else {}))
+        self.headers.append(dict(request.headers))
         self.counts[request.path] += 1
         if self.busy and request.path in ("/api/chat", "/api/generate", "/api/embed"):
             return _error(503, BUSY_ERROR)

@@ -118,7 +118,7 @@ def test_a_bad_ollama_base_url_names_the_variable() -> None:
 
 REFUSED = [
     ("an unknown top-level key", "bogus = 1\n", "bogus"),
-    ("an unknown section", "[metrics]\nenabled = true\n", "metrics"),
+    ("an unknown section", "[telemetry]\nenabled = true\n", "telemetry"),
     ("an unknown key in a section", '[server]\nhots = "0.0.0.0"\n', "server.hots"),
     ("an unknown nested key", "[upstream.timeouts]\nread = 1.0\n", "upstream.timeouts.read"),
     ("a string for an integer", '[server]\nport = "8080"\n', "server.port"),

@@ -27,6 +27,7 @@ from proxy.errors import (
     UnsupportedParameter,
     UpstreamBusy,
     UpstreamError,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
     to_envelope,
@@ -52,6 +53,7 @@ CLASSES = [
     (UpstreamError, 502, "api_error", "upstream_error"),
     (UpstreamUnavailable, 502, "api_error", "upstream_unreachable"),
     (UpstreamBusy, 503, "api_error", "upstream_busy"),
+    (UpstreamMalformed, 502, "api_error", "upstream_malformed"),
     (UpstreamTimeout, 504, "api_error", "upstream_timeout"),
 ]
 CLASS_IDS = [f"{c[0].__name__} is {c[1]} {c[2]} code={c[3]}" for c in CLASSES]

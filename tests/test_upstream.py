@@ -22,6 +22,7 @@ from proxy.errors import (
     RateLimited,
     UpstreamBusy,
     UpstreamError,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -221,7 +222,7 @@ async def test_request_json_refuses_a_body_that_is_not_json(client: OllamaClient
     mocked.post(CHAT, status=200, body=b"<html>hello</html>", content_type="text/html", response_class=MockedResponse)
     with pytest.raises(UpstreamError, match="not JSON") as info:
         await client.request_json("POST", "/api/chat", BODY)
-    assert type(info.value) is UpstreamError and info.value.status == 502
+    assert type(info.value) is UpstreamMalformed and info.value.status == 502  # same envelope, its own kind
 
 
 async def test_open_yields_the_response_to_read_as_it_arrives(client: OllamaClient, mocked: aioresponses) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest, ProxyError, UpstreamError
+from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamMalformed
 from ..ids import new_id
 from ..middleware import request_id
 from ..outcome import CLIENT_CLOSED, Outcome
@@ -52,9 +52,10 @@ def json_response(payload: Any, *, camel: bool = False, status: int = 200) -> we
 
 def whole_answer(data: Any) -> dict[str, Any]:
     """Ollama's non-streaming answer as a JSON object; an ``{"error"}`` body is a 502."""
-    if not isinstance(data, dict) or "error" in data:
-        message = data.get("error") if isinstance(data, dict) else None
-        raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
+    if not isinstance(data, dict):
+        raise UpstreamMalformed("Ollama sent an unexpected answer.")
+    if "error" in data:
+        raise UpstreamError(str(data["error"] or "Ollama sent an unexpected answer."))
     return data
 
 

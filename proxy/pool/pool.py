@@ -85,9 +85,11 @@ class Server:
 class Pool:
     """Several Ollama servers behind one client interface (see the module docstring)."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic,
+                 trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         upstream = config.upstream
-        self.servers = [Server(spec, OllamaClient(dataclasses.replace(upstream, base_url=spec.base_url)))
+        self.servers = [Server(spec, OllamaClient(dataclasses.replace(upstream, base_url=spec.base_url),
+                                                trace_configs=trace_configs))
                         for spec in pool_servers(config)]
         self.by_name = {s.name: s for s in self.servers}
         self.single = self.servers[0] if len(self.servers) == 1 else None

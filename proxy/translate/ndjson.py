@@ -36,11 +36,11 @@ S = TypeVar("S", bound=LineState)
 
 
 _COUNTS = ("prompt_eval_count", "eval_count", "total_duration", "load_duration",
-           "prompt_eval_duration", "eval_duration")
+           "prompt_eval_duration", "eval_duration", "done_reason")
 
 
 def final_counts(done_line: dict[str, Any]) -> dict[str, Any]:
-    """The token counts and durations of Ollama's final line (not its ``context`` array)."""
+    """The token counts, durations and done reason of Ollama's final line (not its ``context``)."""
     return {key: done_line[key] for key in _COUNTS if key in done_line}
 
 
