@@ -43,7 +43,7 @@ def error_response(error: ProxyError, rid: str) -> web.Response:
         headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
     return web.Response(
         status=error.status,
-        body=orjson.dumps(to_envelope(error)),
+        body=orjson.dumps(to_envelope(error, rid)),
         content_type="application/json",
         headers=headers,
     )
@@ -69,7 +69,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ProxyError as exc:
         if exc.status >= 500:
-            log.warning("%s %s %s -> %d %s", rid, request.method, request.path, exc.status, exc.message)
+            log.warning("%s %s %s -> %d %s", rid, request.method, request.path, exc.status, exc.log_text)
         return error_response(exc, rid)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -28,6 +28,7 @@ from .errors import (
     RateLimited,
     UpstreamBusy,
     UpstreamError,
+    UpstreamFault,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -316,7 +317,8 @@ def error_from_status(status: int, message: str, *, model: str | None = None) ->
     Only what is the client's doing stays a 4xx: a bad request (400/413/422, Ollama's message
     kept and ``param`` guessed from it), a refusal (403), Ollama's own rate limit (429). A 401
     means the proxy's access to Ollama is wrong, which no client can fix: a 502 like other
-    upstream failures.
+    upstream failures. A 5xx is Ollama's own failure, whose text (paths, GPU errors) stays in
+    the log: ``UpstreamFault`` carries it as ``detail`` and shows the client OpenAI's generic text.
     """
     if status == 404:
         name = f" `{model}`" if model else ""
@@ -333,4 +335,6 @@ def error_from_status(status: int, message: str, *, model: str | None = None) ->
         error.status = status
         return error
     detail = f": {message}" if message else ""
+    if status >= 500:
+        return UpstreamFault(f"HTTP {status}{detail}")
     return UpstreamError(f"Ollama answered HTTP {status}{detail}")

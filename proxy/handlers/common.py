@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest, ProxyError, UpstreamError
+from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault
 from ..ids import new_id
 from ..middleware import request_id
 from ..sse import error_frame, start_event_stream
@@ -49,7 +49,9 @@ def whole_answer(data: Any) -> dict[str, Any]:
     """Ollama's non-streaming answer as a JSON object; an ``{"error"}`` body is a 502."""
     if not isinstance(data, dict) or "error" in data:
         message = data.get("error") if isinstance(data, dict) else None
-        raise UpstreamError(str(message or "Ollama sent an unexpected answer."))
+        if message:  # Ollama's own failure: its text stays in the log
+            raise UpstreamFault(str(message))
+        raise UpstreamError("Ollama sent an unexpected answer.")
     return data
 
 
@@ -69,7 +71,7 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
                     continue  # the end of Ollama's body: read on so its connection can be reused
                 out = frames_for_read(state, data)
                 if state.error is not None:
-                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
+                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.log_text)
                     await response.write_eof(out)
                     return response
                 if state.done:
@@ -79,20 +81,20 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
         if not state.done:
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
-        log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
-        await _end_with_error(response, exc)
+        log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
+        await _end_with_error(response, exc, rid)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream request closed", rid)
     except Exception:
         # A bug, after the status went out: the middleware can no longer answer, so the stream
         # ends with a generic error frame (the traceback stays in the log).
         log.exception("%s stream failed", rid)
-        await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."))
+        await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
     return response
 
 
-async def _end_with_error(response: web.StreamResponse, error: ProxyError) -> None:
+async def _end_with_error(response: web.StreamResponse, error: ProxyError, rid: str) -> None:
     try:
-        await response.write_eof(error_frame(error))
+        await response.write_eof(error_frame(error, rid))
     except ConnectionResetError:
         pass  # the client is gone too; nothing left to tell

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ProxyError, UpstreamError
+from ..errors import ProxyError, UpstreamError, UpstreamFault
 from .chat import ResponseContext, finish_reason, to_logprobs, to_tool_calls, to_usage
 from .keys import camelize
 from .ndjson import DONE, error_frame, frame, translate_read
@@ -118,7 +118,8 @@ def _is_utf8(raw: bytes) -> bool:
 
 def _full_path(state: StreamState, data: dict[str, Any]) -> bytes:
     if "error" in data:
-        raise UpstreamError(str(data["error"]) or "Ollama reported an error.")
+        # Ollama's runner failed mid-answer; its text (paths, GPU errors) is for the log only.
+        raise UpstreamFault(str(data["error"]) or "Ollama reported an error.")
     message = data.get("message")
     if not isinstance(message, dict):
         message = {}
