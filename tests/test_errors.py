@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from proxy import errors
 from proxy.errors import (
     UPSTREAM_FAULT_MESSAGE,
+    ExpectationFailed,
     InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
@@ -23,7 +24,6 @@ from proxy.errors import (
     PermissionDenied,
     ProxyError,
     RateLimited,
-    ExpectationFailed,
     RequestTimeout,
     UnsupportedMediaType,
     UnsupportedParameter,

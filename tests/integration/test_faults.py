@@ -77,8 +77,8 @@ BEFORE_HEADERS = [
      False, 504, "upstream_timeout", "0.3 s", 0.3),
     # Ollama's own failures: OpenAI's generic text and the request id; Ollama's text only in the log
     ("HTTP 500 with Ollama's error", Reply(status=500, error="llama runner process has terminated"), {},
-     True, 502, "upstream_error", "The model server had an error while processing your request. "
-     "(request id fault-upstream_error-502)", 0.0),
+     True, 502, "upstream_error",
+     "The model server had an error while processing your request. (request id fault-upstream_error-502)", 0.0),
     ("an HTML error page", Reply(status=502, html_error=True), {}, False, 502, "upstream_error",
      "The model server had an error", 0.0),
     ("Ollama's queue is full", Reply(status=503, error=BUSY), {}, True, 503, "upstream_busy", BUSY, 0.0),
@@ -148,9 +148,6 @@ async def test_faults_mid_stream_end_it_with_an_error_frame(
     assert contents in (["a", "b"], ["a"], [])  # what arrived before the fault, in order
     records = fault_records(caplog)
     assert len(records) == 1 and rid in records[0].getMessage()
-    if reply is not None and reply.status >= 500 and reply.status != 503:
-        assert error["type"] == "server_error"
-        assert reply.error is None or (reply.error not in error["message"] and reply.error in records[0].getMessage())
     # Everything is given back before the client sees the end of the stream.
     assert app[ADMISSION].active == 0 and not app[CLIENT].session.connector._acquired  # type: ignore[union-attr]
     if code == "upstream_timeout":
