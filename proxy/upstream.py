@@ -118,7 +118,7 @@ class OllamaClient:
             response = await self._head(method, path, data, headers, deadline)
             try:
                 await self._raise_for_status(response, (body or {}).get("model"))
-                raw = await response.read()
+                raw = await self._read_whole(response)
             finally:
                 _done_with(response)
         except asyncio.CancelledError:
@@ -130,6 +130,21 @@ class OllamaClient:
         finally:
             deadline.cancel()
         return decode_json(raw)
+
+    async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused (502) as soon as it is known to exceed ``max_answer_bytes``:
+        an announced length is checked first, and nothing is buffered beyond the limit."""
+        limit = self.config.max_answer_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise _too_big(limit)
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await response.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise _too_big(limit)
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse, model: Any) -> None:
         if response.status != 200:
@@ -282,6 +297,11 @@ class IdleTimer:
             self._task.cancel()
         else:
             self._handle = self._loop.call_at(due, self._check)
+
+
+def _too_big(limit: int) -> UpstreamError:
+    return UpstreamError(f"Ollama's answer is larger than {limit} bytes (upstream.max_answer_bytes).",
+                         code="upstream_answer_too_large")
 
 
 def _encode(body: dict[str, Any] | None) -> tuple[bytes | None, dict[str, str] | None]:

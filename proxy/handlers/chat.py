@@ -10,7 +10,14 @@ from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..translate.chat import ResponseContext, from_openai, to_completion
 from ..translate.stream import frames_for_read, new_stream
 from ..validate import with_defaults
-from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
+from .common import (
+    check_ollama_extras,
+    json_response,
+    new_id,
+    read_json_object,
+    relay_stream,
+    whole_answer,
+)
 
 __all__ = ["chat_completions"]
 
@@ -21,6 +28,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
     chat = from_openai(body)
+    await check_ollama_extras(request, chat.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(chat.body, limits)
     del body  # translated; a long conversation is not held twice
     ctx = ResponseContext(

@@ -10,15 +10,18 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from ..appkeys import CATALOG
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault
+from ..extras import check_extras, needs_context_length
 from ..ids import new_id
 from ..middleware import request_id
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
 from ..upstream import OllamaClient
+from ..validate import Limits
 
-__all__ = ["json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
+__all__ = ["check_ollama_extras", "json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
 
 log = logging.getLogger("proxy.stream")
 
@@ -38,6 +41,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+async def check_ollama_extras(request: web.Request, body: dict[str, Any], limits: Limits) -> None:
+    """Hold Ollama's own knobs in ``body`` (the request Ollama gets) to ``limits``; the model's
+    context length is looked up (``/api/show``, cached by digest) only for a large ``num_ctx``."""
+    context_length = None
+    model = body.get("model")
+    if isinstance(model, str) and needs_context_length(body, limits):
+        context_length = await request.app[CATALOG].context_length(model)
+    check_extras(body, limits, context_length)
 
 
 def json_response(payload: Any, *, camel: bool = False, status: int = 200) -> web.Response:

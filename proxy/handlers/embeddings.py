@@ -6,15 +6,16 @@ from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..translate.embeddings import from_openai, to_embedding_list
-from .common import json_response, read_json_object
+from .common import check_ollama_extras, json_response, read_json_object
 
 __all__ = ["embeddings"]
 
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
+    limits = request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
     embed = from_openai(body)
+    await check_ollama_extras(request, embed.body, limits)  # options.*, num_ctx, keep_alive
     async with request.app[ADMISSION].slot(embed.model):
         data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)
     camel = request.app[CONFIG].response.keys == "camel"

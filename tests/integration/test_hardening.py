@@ -1,0 +1,141 @@
+"""Issue 8 against the real app and the official SDK: Ollama's knobs held to ``[limits]``,
+bounded embeddings and completions, and answers read whole held to ``max_answer_bytes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import ProxyFactory
+from tests.fake_ollama import FakeOllama
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def sdk(url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+
+
+# ---- item 6: Ollama's own knobs ----------------------------------------------------------------
+
+REFUSED_EXTRAS = [
+    ("a hardware knob: num_gpu", {"options": {"num_gpu": 99}}, "options.num_gpu"),
+    ("a hardware knob: num_thread", {"options": {"num_thread": 64}}, "options.num_thread"),
+    ("a hardware knob: use_mmap", {"options": {"use_mmap": False}}, "options.use_mmap"),
+    ("a null budget that Ollama would skip", {"options": {"num_predict": None}}, "options.num_predict"),
+    ("a context of ten million tokens", {"options": {"num_ctx": 10_000_000}}, "options.num_ctx"),
+    ("a context beyond the model's (131072)", {"num_ctx": 131073}, "options.num_ctx"),
+    ("keep the model loaded forever", {"keep_alive": -1}, "keep_alive"),
+    ("keep it loaded for a day", {"keep_alive": "24h"}, "keep_alive"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, param", [r[1:] for r in REFUSED_EXTRAS], ids=[r[0] for r in REFUSED_EXTRAS])
+@pytest.mark.parametrize("endpoint", ["chat", "completions", "embeddings"])
+async def test_ollama_knobs_outside_the_allow_list_are_refused(
+    proxy_url: str, fake_ollama: FakeOllama, extra: dict[str, Any], param: str, endpoint: str
+) -> None:
+    if endpoint == "embeddings" and param == "options.num_ctx" and "num_ctx" in extra:
+        pytest.skip("top-level num_ctx is a chat/completions extra")
+    async with sdk(proxy_url) as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            if endpoint == "chat":
+                await client.chat.completions.create(model="llama3.2", messages=USER, extra_body=extra)
+            elif endpoint == "completions":
+                await client.completions.create(model="llama3.2", prompt="hi", extra_body=extra)
+            else:
+                await client.embeddings.create(model="llama3.2", input="hi", extra_body=extra)
+    assert info.value.status_code == 400
+    assert info.value.body["param"] == param  # type: ignore[index]
+    assert fake_ollama.counts["/api/chat"] + fake_ollama.counts["/api/generate"] + fake_ollama.counts["/api/embed"] == 0
+
+
+async def test_allowed_knobs_reach_ollama(proxy_url: str, fake_ollama: FakeOllama) -> None:
+    async with sdk(proxy_url) as client:
+        await client.chat.completions.create(
+            model="llama3.2", messages=USER,
+            extra_body={"options": {"num_ctx": 65536, "top_k": 20}, "keep_alive": "10m"})
+    path, sent = fake_ollama.requests[-1]
+    assert path == "/api/chat"
+    assert (sent["options"]["num_ctx"], sent["options"]["top_k"], sent["keep_alive"]) == (65536, 20, "10m")
+    assert fake_ollama.counts["/api/show"] == 1  # the model's context length, looked up once
+    async with sdk(proxy_url) as client:
+        await client.chat.completions.create(model="llama3.2", messages=USER, extra_body={"num_ctx": 32768})
+    assert fake_ollama.counts["/api/show"] == 1  # and cached by digest
+
+
+async def test_the_default_budget_applies_when_a_null_was_the_bypass(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama
+) -> None:
+    url = await proxy_factory({"limits": {"max_tokens": 100, "default_max_tokens": 50}})
+    async with sdk(url) as client:
+        with pytest.raises(openai.BadRequestError):
+            await client.completions.create(model="llama3.2", prompt="hi",
+                                            extra_body={"options": {"num_predict": None}})
+        await client.completions.create(model="llama3.2", prompt="hi")
+    assert fake_ollama.requests[-1][1]["options"]["num_predict"] == 50
+
+
+async def test_per_model_allow_lists(proxy_factory: ProxyFactory, fake_ollama: FakeOllama) -> None:
+    url = await proxy_factory({"limits": {"models": {"qwen*": {"allowed_options": ["num_thread"]}}}})
+    async with sdk(url) as client:
+        await client.chat.completions.create(model="qwen3:8b", messages=USER,
+                                             extra_body={"options": {"num_thread": 4}})
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="llama3.2", messages=USER,
+                                                 extra_body={"options": {"num_thread": 4}})
+    assert "limits.allowed_options" in info.value.message
+    assert fake_ollama.counts["/api/chat"] == 1
+
+
+# ---- item 5: bounded embeddings and completions ------------------------------------------------
+
+
+async def test_embedding_inputs_are_capped_at_openais_2048(proxy_url: str, fake_ollama: FakeOllama) -> None:
+    async with sdk(proxy_url) as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.embeddings.create(model="nomic-embed-text", input=["a"] * 20000, dimensions=768)
+        assert info.value.body["param"] == "input"  # type: ignore[index]
+        assert info.value.body["code"] == "array_above_max_length"  # type: ignore[index]
+        assert len((await client.embeddings.create(model="nomic-embed-text", input=["a"] * 2048)).data) == 2048
+    assert fake_ollama.counts["/api/embed"] == 1
+
+
+TEXT_LIMITS = [
+    ("a completions prompt", "completions", {"prompt": "x" * 1_048_577}, "prompt", "limits.max_message_chars"),
+    ("a completions suffix", "completions", {"prompt": "x", "suffix": "y" * 1_048_577}, "suffix",
+     "limits.max_message_chars"),
+    ("one embeddings input", "embeddings", {"input": ["a", "x" * 1_048_577]}, "input", "limits.max_message_chars"),
+    ("all embeddings inputs together", "embeddings", {"input": ["x" * 1_000_000] * 5}, "input",
+     "limits.max_total_chars"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint, fields, param, key", [r[1:] for r in TEXT_LIMITS],
+                         ids=[r[0] for r in TEXT_LIMITS])
+async def test_completions_and_embeddings_text_has_the_chat_character_limits(
+    proxy_url: str, fake_ollama: FakeOllama, endpoint: str, fields: dict[str, Any], param: str, key: str
+) -> None:
+    async with sdk(proxy_url) as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            if endpoint == "completions":
+                await client.completions.create(model="llama3.2", **fields)
+            else:
+                await client.embeddings.create(model="nomic-embed-text", **fields)
+    assert info.value.body["param"] == param  # type: ignore[index]
+    assert key in info.value.message
+    assert fake_ollama.counts["/api/generate"] + fake_ollama.counts["/api/embed"] == 0
+
+
+async def test_an_answer_read_whole_is_held_to_max_answer_bytes(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama
+) -> None:
+    url = await proxy_factory({"upstream": {"max_answer_bytes": 4096}})
+    async with sdk(url) as client:
+        await client.embeddings.create(model="nomic-embed-text", input="small", dimensions=8)
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.embeddings.create(model="nomic-embed-text", input=["a"] * 64, dimensions=64)
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "upstream_answer_too_large"  # type: ignore[index]
