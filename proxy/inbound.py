@@ -18,8 +18,8 @@ aiohttp enforces part of it, with the settings ``server_settings`` derives from 
   aiohttp's ``client_max_size`` as it arrives (413 too);
 * the whole body must arrive within ``server.body_timeout`` seconds (408, connection closed);
 * malformed chunked framing is a 400;
-* on the OpenAI routes (``/v1/…``), the JSON shape check (``Validator.check_raw``: depth,
-  objects and arrays) runs on the bytes before any parser does.
+* on every route but a pass-through blob upload, the JSON shape check
+  (``Validator.check_raw``: depth, objects and arrays) runs on the bytes before any parser does.
 
 The body is read once, here; a handler's ``request.read()`` returns the cached bytes.
 """
@@ -76,9 +76,9 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.RequestPayloadError:
         raise InvalidRequest("The request body is malformed (bad chunked or compressed framing).",
                              code="invalid_body") from None
-    if request.path.startswith("/v1/"):
-        # The OpenAI routes parse the body with orjson; the /api/* pass-through relays bytes
-        # (a blob upload is binary, and Ollama's own parser bounds its depth).
+    if not request.path.startswith("/api/blobs/"):
+        # Every JSON body (the /v1 routes and the /api/* pass-through, which parses and
+        # re-serialises it) is shape-checked before a parser sees it; a blob upload is binary.
         request.app[VALIDATOR].check_raw(raw)
     return await handler(request)
 

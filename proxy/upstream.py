@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from .config import UpstreamConfig
 from .errors import (
@@ -72,10 +73,16 @@ class OllamaClient:
         await self.session.close()
 
     async def _head(self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None,
-                    deadline: Deadline, auto_decompress: bool = True) -> aiohttp.ClientResponse:
-        """Send a request and wait for the response head, within ``deadline``."""
+                    deadline: Deadline, auto_decompress: bool = True, encoded: bool = False,
+                    ) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response head, within ``deadline``.
+
+        ``encoded``: ``path`` (with its query) is already in canonical, escaped form and is used
+        as it is; otherwise yarl would decode and normalise it (``%2e%2e`` → ``..`` → gone).
+        """
+        url: str | URL = URL(self.base_url + path, encoded=True) if encoded else self.base_url + path
         try:
-            return await self.session.request(method, self.base_url + path, data=data, headers=headers,
+            return await self.session.request(method, url, data=data, headers=headers,
                                               auto_decompress=auto_decompress)
         except asyncio.CancelledError:
             if deadline.expired():
@@ -92,10 +99,11 @@ class OllamaClient:
             raise UpstreamError("The request to Ollama failed.") from None
 
     def send(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-             first_byte: float | None = None, auto_decompress: bool = True) -> Call:
-        """``async with``: Ollama's response, whatever its status, its body not yet read."""
+             first_byte: float | None = None, auto_decompress: bool = True, encoded: bool = False) -> Call:
+        """``async with``: Ollama's response, whatever its status, its body not yet read.
+        ``encoded``: ``path`` is canonical and escaped already, sent exactly as it is."""
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        return Call(self, method, path, data, headers, timeout, auto_decompress, check=False)
+        return Call(self, method, path, data, headers, timeout, auto_decompress, check=False, encoded=encoded)
 
     def open(self, method: str, path: str, body: dict[str, Any] | None = None,
              *, first_byte: float | None = None) -> Call:
@@ -148,10 +156,10 @@ class OllamaClient:
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse, model: Any) -> None:
         if response.status != 200:
-            raise error_from_status(response.status, await self._error_text(response),
+            raise error_from_status(response.status, await self.error_text(response),
                                     model=model if isinstance(model, str) else None)
 
-    async def _error_text(self, response: aiohttp.ClientResponse) -> str:
+    async def error_text(self, response: aiohttp.ClientResponse) -> str:
         """Ollama's ``{"error": ...}`` message, or a short note when the body is not Ollama's."""
         try:
             async with asyncio.timeout(self.config.timeouts.idle):
@@ -208,15 +216,16 @@ class Call:
     its client went away. With ``check``, only a 200 is an answer (others raise). The request
     body is held as bytes only until it is sent."""
 
-    __slots__ = ("_auto_decompress", "_check", "_client", "_data", "_headers", "_method", "_model",
-                 "_path", "_response", "_timeout")
+    __slots__ = ("_auto_decompress", "_check", "_client", "_data", "_encoded", "_headers", "_method",
+                 "_model", "_path", "_response", "_timeout")
 
     def __init__(self, client: OllamaClient, method: str, path: str, data: bytes | None,
                  headers: dict[str, str] | None, timeout: float, auto_decompress: bool,
-                 *, check: bool, model: Any = None) -> None:
+                 *, check: bool, model: Any = None, encoded: bool = False) -> None:
         self._client, self._method, self._path = client, method, path
         self._data, self._headers, self._timeout = data, headers, timeout
         self._auto_decompress, self._check, self._model = auto_decompress, check, model
+        self._encoded = encoded
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
@@ -224,7 +233,7 @@ class Call:
         data, self._data = self._data, None  # sent once; not kept for the life of a stream
         try:
             response = await self._client._head(self._method, self._path, data, self._headers,
-                                                deadline, self._auto_decompress)
+                                                deadline, self._auto_decompress, self._encoded)
         finally:
             deadline.cancel()
         if self._check:

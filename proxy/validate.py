@@ -321,6 +321,7 @@ class Validator:
         self.allowed = Globs(config.allowed_models)
         self.allow_any = "*" in config.allowed_models  # the default: no glob to match per request
         self.denied = Globs(config.denied_models)
+        self.open = self.allow_any and not config.denied_models  # no gate at all (the default)
         self.overrides = Globs(config.models)
         names = {rule.limit for rule in RULES} | set(_OVERRIDABLE)
         self.base = Limits({n: getattr(config, n) for n in names}, {n: f"limits.{n}" for n in names})
