@@ -10,18 +10,19 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..appkeys import CATALOG
+from ..appkeys import CATALOG, CONFIG
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault
 from ..extras import check_extras, needs_context_length
 from ..ids import new_id
 from ..middleware import request_id
+from ..outbound import ClientStalled, WriteGuard, abort
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
 from ..upstream import OllamaClient
 from ..validate import Limits
 
-__all__ = ["check_ollama_extras", "json_response", "new_id", "read_json_object", "relay_stream", "whole_answer"]
+__all__ = ["check_ollama_extras", "json_response", "new_id", "read_json_object", "relay_stream", "stalled", "whole_answer"]
 
 log = logging.getLogger("proxy.stream")
 
@@ -73,41 +74,54 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
 
     Faults after the headers went out end the stream with an error frame; a client that goes
-    away ends it quietly (leaving the caller's ``async with`` closes the upstream request).
+    away ends it quietly, and one that stops reading is cut off after ``server.write_timeout``
+    (leaving the caller's ``async with`` closes the upstream request and frees the slot).
     """
     rid = request_id(request)
     response = await start_event_stream(request, rid)
-    try:
-        with client.idle_timer() as timer:
-            while data := await timer.read(upstream.content):
-                if state.done:
-                    continue  # the end of Ollama's body: read on so its connection can be reused
-                out = frames_for_read(state, data)
-                if state.error is not None:
-                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.log_text)
-                    await response.write_eof(out)
-                    return response
-                if state.done:
-                    await response.write_eof(out)  # the last frames and the body's end in one write
-                elif out:
-                    await response.write(out)
-        if not state.done:
-            raise UpstreamError("Ollama ended the stream before it was complete.")
-    except ProxyError as exc:
-        log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
-        await _end_with_error(response, exc, rid)
-    except ConnectionResetError:
-        log.info("%s client went away mid-stream; upstream request closed", rid)
-    except Exception:
-        # A bug, after the status went out: the middleware can no longer answer, so the stream
-        # ends with a generic error frame (the traceback stays in the log).
-        log.exception("%s stream failed", rid)
-        await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
+    with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
+        try:
+            with client.idle_timer() as timer:
+                while data := await timer.read(upstream.content):
+                    if state.done:
+                        continue  # the end of Ollama's body: read on so its connection can be reused
+                    frames = frames_for_read(state, data)
+                    if state.error is not None:
+                        log.warning("%s stream ended by upstream fault: %s", rid, state.error.log_text)
+                        await out.write_eof(frames)
+                        return response
+                    if state.done:
+                        await out.write_eof(frames)  # the last frames and the body's end in one write
+                    elif frames:
+                        await out.write(frames)
+            if not state.done:
+                raise UpstreamError("Ollama ended the stream before it was complete.")
+        except ProxyError as exc:
+            log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
+            await _end_with_error(request, out, exc, rid)
+        except ClientStalled as exc:
+            stalled(request, rid, exc)
+        except ConnectionResetError:
+            log.info("%s client went away mid-stream; upstream request closed", rid)
+        except Exception:
+            # A bug, after the status went out: the middleware can no longer answer, so the stream
+            # ends with a generic error frame (the traceback stays in the log).
+            log.exception("%s stream failed", rid)
+            error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
+            await _end_with_error(request, out, error, rid)
     return response
 
 
-async def _end_with_error(response: web.StreamResponse, error: ProxyError, rid: str) -> None:
+def stalled(request: web.Request, rid: str, exc: ClientStalled) -> None:
+    """Log a client that stopped reading, once, and drop its connection."""
+    log.warning("%s %s %s: %s; stream aborted, upstream request closed", rid, request.method, request.path, exc)
+    abort(request)
+
+
+async def _end_with_error(request: web.Request, out: WriteGuard, error: ProxyError, rid: str) -> None:
     try:
-        await response.write_eof(error_frame(error, rid))
+        await out.write_eof(error_frame(error, rid))
+    except ClientStalled as exc:
+        stalled(request, rid, exc)
     except ConnectionResetError:
         pass  # the client is gone too; nothing left to tell

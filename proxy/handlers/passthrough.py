@@ -36,8 +36,9 @@ from ..errors import (
 )
 from ..middleware import REQUEST_ID_HEADER, request_id
 from ..native import canonical_target, filter_listing, named_models, parse_object
+from ..outbound import ClientStalled, WriteGuard
 from ..validate import with_defaults
-from .common import check_ollama_extras, json_response
+from .common import check_ollama_extras, json_response, stalled
 
 __all__ = ["MODEL_MANAGEMENT", "is_listed", "passthrough"]
 
@@ -134,22 +135,25 @@ async def _relay(request: web.Request, target: str, data: bytes, headers: dict[s
         response.headers[REQUEST_ID_HEADER] = rid
         await response.prepare(request)
         path = target.partition("?")[0]
-        try:
-            with client.idle_timer() as timer:
-                while data := await timer.read(upstream.content):
-                    await response.write(data)
-            await response.write_eof()
-        except ProxyError as exc:
-            # The status is out; end the body the way Ollama ends a failed stream: an error line.
-            log.warning("%s %s relay ended by upstream fault: %s", rid, path, exc.log_text)
-            await _write_quietly(response, orjson.dumps({"error": exc.message}) + b"\n")
-        except ConnectionResetError:
-            log.info("%s client went away mid-relay; upstream request closed", rid)
-        except Exception:
-            # A bug after the status went out: end the body as Ollama ends a failed stream.
-            log.exception("%s %s relay failed", rid, path)
-            message = f"The proxy hit an internal error (request id {rid})."
-            await _write_quietly(response, orjson.dumps({"error": message}) + b"\n")
+        with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
+            try:
+                with client.idle_timer() as timer:
+                    while data := await timer.read(upstream.content):
+                        await out.write(data)
+                await out.write_eof()
+            except ProxyError as exc:
+                # The status is out; end the body the way Ollama ends a failed stream: an error line.
+                log.warning("%s %s relay ended by upstream fault: %s", rid, path, exc.log_text)
+                await _write_quietly(request, out, rid, orjson.dumps({"error": exc.message}) + b"\n")
+            except ClientStalled as exc:
+                stalled(request, rid, exc)
+            except ConnectionResetError:
+                log.info("%s client went away mid-relay; upstream request closed", rid)
+            except Exception:
+                # A bug after the status went out: end the body as Ollama ends a failed stream.
+                log.exception("%s %s relay failed", rid, path)
+                message = f"The proxy hit an internal error (request id {rid})."
+                await _write_quietly(request, out, rid, orjson.dumps({"error": message}) + b"\n")
     return response
 
 
@@ -174,8 +178,10 @@ def _first(names: list[str]) -> str | None:
     return names[0] if names else None
 
 
-async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+async def _write_quietly(request: web.Request, out: WriteGuard, rid: str, data: bytes) -> None:
     try:
-        await response.write(data)
+        await out.write_eof(data)
+    except ClientStalled as exc:
+        stalled(request, rid, exc)
     except ConnectionResetError:
         pass  # the client is gone too; nothing left to tell

@@ -3,13 +3,17 @@ bounded embeddings and completions, and answers read whole held to ``max_answer_
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
-from tests.conftest import ProxyFactory
-from tests.fake_ollama import FakeOllama
+from proxy.appkeys import ADMISSION
+from tests.conftest import AppFactory, ProxyFactory
+from tests.fake_ollama import FakeOllama, Reply
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -139,3 +143,38 @@ async def test_an_answer_read_whole_is_held_to_max_answer_bytes(
             await client.embeddings.create(model="nomic-embed-text", input=["a"] * 64, dimensions=64)
     assert info.value.status_code == 502
     assert info.value.body["code"] == "upstream_answer_too_large"  # type: ignore[index]
+
+
+# ---- item 3: a client that stops reading ------------------------------------------------------
+
+STALLS = [
+    ("an SSE stream", "/v1/chat/completions", {"model": "llama3.2", "messages": USER, "stream": True}),
+    ("a pass-through stream", "/api/chat", {"model": "llama3.2", "messages": USER}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, body", [r[1:] for r in STALLS], ids=[r[0] for r in STALLS])
+async def test_a_client_that_never_reads_is_cut_off_and_its_slot_given_back(
+    app_factory: AppFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture,
+    path: str, body: dict[str, Any],
+) -> None:
+    url, app = await app_factory({"server": {"write_timeout": 0.3}, "passthrough": {"enabled": True},
+                                  "admission": {"max_concurrent": 1, "max_queue": 0}})
+    fake_ollama.push(Reply(chunks=["x" * 8000] * 2500))  # 20 MB: far more than any socket buffers
+    host, port = url.removeprefix("http://").split(":")
+    loop = asyncio.get_running_loop()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # tiny, and never read
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, int(port)))
+        data = orjson.dumps(body)
+        await loop.sock_sendall(sock, f"POST {path} HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+                                      f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        await asyncio.wait_for(fake_ollama.stream_started.wait(), 5)
+        async with sdk(url) as client:
+            with pytest.raises(openai.RateLimitError):  # the stalled stream holds the only slot
+                await client.chat.completions.create(model="llama3.2", messages=USER)
+            await asyncio.wait_for(fake_ollama.stream_closed.wait(), 10)  # the upstream request is closed
+            assert (await client.chat.completions.create(model="llama3.2", messages=USER)).choices
+    assert app[ADMISSION].active == 0
+    assert len([r for r in caplog.records if "server.write_timeout" in r.getMessage()]) == 1
