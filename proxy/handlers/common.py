@@ -14,6 +14,7 @@ from ..appkeys import CATALOG, CONFIG
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault
 from ..extras import check_extras, needs_context_length
 from ..ids import new_id
+from ..inbound import body_of
 from ..middleware import request_id
 from ..outbound import ClientStalled, WriteGuard, abort
 from ..sse import error_frame, start_event_stream
@@ -31,7 +32,7 @@ S = TypeVar("S", bound=LineState)
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; aiohttp enforces the size limit while reading."""
-    raw = await request.read()
+    raw = await body_of(request)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

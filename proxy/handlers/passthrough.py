@@ -34,6 +34,7 @@ from ..errors import (
     ProxyError,
     UpstreamFault,
 )
+from ..inbound import body_of
 from ..middleware import REQUEST_ID_HEADER, request_id
 from ..native import canonical_target, filter_listing, named_models, parse_object
 from ..outbound import ClientStalled, WriteGuard
@@ -85,7 +86,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         # Denied models are hidden here exactly as /v1/models hides them.
         listing = await request.app[CLIENT].request_json("GET", path)
         return json_response(filter_listing(listing, validator.allows))
-    raw = await request.read()  # bounded by limits.max_body_bytes; Ollama decodes it whole anyway
+    raw = await body_of(request)  # bounded by limits.max_body_bytes; Ollama decodes it whole anyway
     model: str | None = None
     headers = None
     if raw and not is_listed(path, ("/api/blobs",)):  # a blob upload is binary: relayed as is
