@@ -15,7 +15,7 @@ from .handlers.embeddings import embeddings
 from .handlers.health import health_probe_ctx, liveness, readiness
 from .handlers.models import list_models, model_catalog_ctx, retrieve_model
 from .handlers.passthrough import passthrough
-from .inbound import body_guard, server_settings
+from .inbound import body_guard, expect_guard, server_settings
 from .middleware import error_middleware
 from .upstream import OllamaClient
 from .validate import Validator
@@ -37,16 +37,17 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_ollama_client)
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
     app.cleanup_ctx.append(model_catalog_ctx)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_post("/v1/embeddings", embeddings)
+    # Routes with a body answer "Expect: 100-continue" themselves (413/415/417 before 100).
+    app.router.add_post("/v1/chat/completions", chat_completions, expect_handler=expect_guard)
+    app.router.add_post("/v1/completions", completions, expect_handler=expect_guard)
+    app.router.add_post("/v1/embeddings", embeddings, expect_handler=expect_guard)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{id:.+}", retrieve_model)  # ids hold "/" and ":"
     app.router.add_get("/v1/health", readiness)  # add_get also answers HEAD
     app.router.add_get("/readyz", readiness)
     app.router.add_get("/livez", liveness)
     if config.passthrough.enabled:
-        app.router.add_route("*", "/api/{path:.*}", passthrough)
+        app.router.add_route("*", "/api/{path:.*}", passthrough, expect_handler=expect_guard)
     return app
 
 

@@ -35,14 +35,22 @@ import zlib
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
 from .appkeys import CONFIG, VALIDATOR
 from .config import ServerConfig
-from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from .errors import (
+    ExpectationFailed,
+    InvalidRequest,
+    PayloadTooLarge,
+    ProxyError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from .middleware import error_response, request_id
 
-__all__ = ["BODY", "body_guard", "body_of", "inflate", "server_settings"]
+__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "inflate", "server_settings"]
 
 # The request body after inflating it, when it came compressed (``body_of`` reads it).
 BODY = web.RequestKey("body", bytes)
@@ -110,6 +118,36 @@ def server_settings(server: ServerConfig) -> dict[str, Any]:
         # them itself, bounded (and an encoding aiohttp cannot decode is a 415, not its 400).
         "auto_decompress": False,
     }
+
+
+async def expect_guard(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: refuse before inviting the body, not after it was sent.
+
+    aiohttp's default handler answers ``100 Continue`` to any request, so a client announcing
+    a body over ``limits.max_body_bytes`` was told to send it and then got 413. Like nginx, this
+    answers 413 (or the 415 of a refused encoding) at once instead; any other ``Expect`` is 417
+    (RFC 9110 10.1.1). It runs before the middlewares, so it renders its own envelope.
+    """
+    if request.version != HttpVersion11:
+        return None  # HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1); the body comes anyway
+    config = request.app[CONFIG]
+    error: ProxyError | None = None
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        error = ExpectationFailed("Only 'Expect: 100-continue' is supported.", param="Expect")
+    elif request.content_length is not None and request.content_length > config.limits.max_body_bytes:
+        error = _too_large(config.limits.max_body_bytes, request.content_length)
+    else:
+        try:
+            _content_encoding(request, config.server.accept_compressed_requests)
+        except UnsupportedMediaType as exc:
+            error = exc
+    if error is not None:
+        response = error_response(error, request_id(request))
+        response.force_close()  # the client holds its body back: nothing to read before closing
+        return response
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # as aiohttp's own handler: the response proper has not started
+    return None
 
 
 @web.middleware

@@ -265,3 +265,50 @@ async def test_accepted_gzip_is_inflated_and_served(proxy_factory: ProxyFactory,
                                                                 headers=headers) as response:
         assert response.status == 200
     assert fake_ollama.requests[-1][1]["messages"] == USER
+
+
+# ---- item 8: Expect: 100-continue ----------------------------------------------------------------
+
+EXPECTS = [
+    ("a body above max_body_bytes", "100-continue", 100 << 20, "", 413, "payload_too_large"),
+    ("a refused Content-Encoding", "100-continue", 100, "Content-Encoding: gzip\r\n", 415,
+     "unsupported_content_encoding"),
+    ("an Expect other than 100-continue", "something-else", 100, "", 417, "expectation_failed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("expect, length, extra, status, code", [r[1:] for r in EXPECTS], ids=[r[0] for r in EXPECTS])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+async def test_expect_100_continue_is_refused_before_the_body_is_invited(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, path: str, expect: str, length: int, extra: str,
+    status: int, code: str,
+) -> None:
+    url = await proxy_factory({"passthrough": {"enabled": True}})
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nExpect: {expect}\r\n"
+                 f"{extra}Content-Length: {length}\r\n\r\n".encode())  # and the body is held back
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), head  # not "100 Continue" first
+        assert b"x-request-id: " in head.lower()
+        length_line = next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(int(length_line.split(b":")[1]))
+        assert orjson.loads(body)["error"]["code"] == code
+    finally:
+        writer.close()
+    assert fake_ollama.targets == []
+
+
+async def test_a_fitting_body_still_gets_100_continue(proxy_url: str, fake_ollama: FakeOllama) -> None:
+    host, port = proxy_url.removeprefix("http://").split(":")
+    body = orjson.dumps({"model": "llama3.2", "messages": USER})
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode())
+    try:
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        writer.close()
