@@ -48,6 +48,7 @@ from .errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from .logs import ProtocolLog
 from .middleware import error_response, request_id
 
 __all__ = ["BODY", "body_guard", "body_of", "expect_guard", "inflate", "server_settings"]
@@ -117,6 +118,8 @@ def server_settings(server: ServerConfig) -> dict[str, Any]:
         # Request bodies are never inflated by aiohttp's parser: body_guard refuses or inflates
         # them itself, bounded (and an encoding aiohttp cannot decode is a 415, not its 400).
         "auto_decompress": False,
+        # A request aiohttp cannot parse is logged as one line at info, not an ERROR traceback.
+        "logger": ProtocolLog(logging.getLogger("aiohttp.server")),
     }
 
 

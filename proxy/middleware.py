@@ -17,6 +17,8 @@ from aiohttp.typedefs import Handler
 
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
 from .ids import new_id
+from .logs import REQUEST_ID as REQUEST_ID_VAR
+from .logs import escape
 
 __all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_id"]
 
@@ -65,11 +67,12 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ProxyE
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
+    REQUEST_ID_VAR.set(rid)  # records logged while handling this request carry its id (JSON log)
     try:
         response = await handler(request)
     except ProxyError as exc:
         if exc.status >= 500:
-            log.warning("%s %s %s -> %d %s", rid, request.method, request.path, exc.status, exc.log_text)
+            log.warning("%s %s %s -> %d %s", rid, request.method, escape(request.path), exc.status, exc.log_text)
         return error_response(exc, rid)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -79,7 +82,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("%s %s %s -> unhandled error", rid, request.method, request.path)
+        log.exception("%s %s %s -> unhandled error", rid, request.method, escape(request.path))
         return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid

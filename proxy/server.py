@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .app import create_app
 from .config import Config
+from .logs import setup_logging
 
 __all__ = ["install_uvloop", "serve", "supervise"]
 
@@ -33,10 +34,7 @@ def install_uvloop() -> bool:
 
 def serve(config: Config) -> None:
     """Run one server process until SIGINT/SIGTERM, then shut down gracefully."""
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(config.log)  # text (control characters escaped) or one JSON object per line
     uvloop = config.server.uvloop and install_uvloop()
     log.info(
         "serving on http://%s:%d, upstream %s%s",
