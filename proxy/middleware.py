@@ -20,11 +20,14 @@ from .ids import new_id
 from .logs import REQUEST_ID as REQUEST_ID_VAR
 from .logs import escape
 
-__all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_id"]
+__all__ = ["REQUEST_ID_HEADER", "SERVER_NAME", "error_middleware", "error_response", "request_id"]
 
 log = logging.getLogger("proxy")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# What the proxy calls itself in ``Server`` instead of aiohttp's "Python/3.x aiohttp/3.y.z":
+# a name without versions, as nginx's ``server_tokens off`` does.
+SERVER_NAME = "ollama-openai-proxy"
 REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -40,7 +43,7 @@ def request_id(request: web.Request) -> str:
 
 
 def error_response(error: ProxyError, rid: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: rid}
+    headers = {REQUEST_ID_HEADER: rid, "Server": SERVER_NAME}
     if error.retry_after is not None:
         headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
     return web.Response(
@@ -86,4 +89,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid
+        response.headers["Server"] = SERVER_NAME
     return response

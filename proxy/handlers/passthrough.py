@@ -35,7 +35,7 @@ from ..errors import (
     UpstreamFault,
 )
 from ..inbound import body_of
-from ..middleware import REQUEST_ID_HEADER, request_id
+from ..middleware import REQUEST_ID_HEADER, SERVER_NAME, request_id
 from ..native import canonical_target, filter_listing, named_models, parse_object
 from ..outbound import ClientStalled, WriteGuard
 from ..validate import with_defaults
@@ -134,6 +134,7 @@ async def _relay(request: web.Request, target: str, data: bytes, headers: dict[s
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         response.headers[REQUEST_ID_HEADER] = rid
+        response.headers["Server"] = SERVER_NAME
         await response.prepare(request)
         path = target.partition("?")[0]
         with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
@@ -165,7 +166,7 @@ async def _hide_fault(request: web.Request, upstream: aiohttp.ClientResponse, ri
     log.warning("%s %s %s -> %d %s", rid, request.method, request.path, upstream.status, fault.log_text)
     body = {"error": f"{fault.message} (request id {rid})"}
     return web.Response(status=upstream.status, body=orjson.dumps(body), content_type="application/json",
-                        headers={REQUEST_ID_HEADER: rid})
+                        headers={REQUEST_ID_HEADER: rid, "Server": SERVER_NAME})
 
 
 def _encode(body: dict[str, Any]) -> bytes:

@@ -312,3 +312,28 @@ async def test_a_fitting_body_still_gets_100_continue(proxy_url: str, fake_ollam
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
     finally:
         writer.close()
+
+
+# ---- item 10: no versions in Server --------------------------------------------------------------
+
+SERVED = [
+    ("a JSON answer", "POST", "/v1/chat/completions", {"model": "llama3.2", "messages": USER}),
+    ("an SSE stream", "POST", "/v1/chat/completions", {"model": "llama3.2", "messages": USER, "stream": True}),
+    ("a refusal", "POST", "/v1/chat/completions", {"model": "llama3.2"}),
+    ("an unknown URL", "GET", "/v1/nothing", None),
+    ("a wrong method", "GET", "/v1/embeddings", None),
+    ("liveness", "GET", "/livez", None),
+    ("a pass-through relay", "GET", "/api/version", None),
+    ("a pass-through refusal", "POST", "/api/pull", {"model": "llama3.2"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("method, path, body", [r[1:] for r in SERVED], ids=[r[0] for r in SERVED])
+async def test_no_response_names_python_or_aiohttp_versions(
+    proxy_factory: ProxyFactory, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    url = await proxy_factory({"passthrough": {"enabled": True}})
+    async with aiohttp.ClientSession() as session, session.request(method, url + path, json=body) as response:
+        await response.read()
+        assert response.headers["Server"] == "ollama-openai-proxy"
+        assert response.headers["X-Request-Id"]
