@@ -70,7 +70,9 @@ def _content_encoding(request: web.Request, accept: bool) -> str | None:
     nginx relays request bodies as they are and Envoy inflates them only with its opt-in
     decompressor filter; Ollama takes no compressed bodies, so by default neither does this proxy.
     """
-    header = ",".join(request.headers.getall("Content-Encoding", ()))
+    if "Content-Encoding" not in request.headers:
+        return None  # the usual request: nothing to look at
+    header = ",".join(request.headers.getall("Content-Encoding"))
     codings = [c.strip().lower() for c in header.split(",") if c.strip().lower() not in ("", "identity")]
     if not codings:
         return None
