@@ -24,7 +24,8 @@ aiohttp enforces part of it, with the settings ``server_settings`` derives from 
 * on every route but a pass-through blob upload, the JSON shape check
   (``Validator.check_raw``: depth, objects and arrays) runs on the bytes before any parser does.
 
-The body is read once, here; a handler's ``request.read()`` returns the cached bytes.
+The body is read once, here; handlers get it from ``body_of(request)`` (aiohttp's cached bytes,
+or the inflated body when it came compressed).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault
 from ..extras import check_extras, needs_context_length
 from ..ids import new_id
 from ..inbound import body_of
+from ..logs import escape
 from ..middleware import request_id
 from ..outbound import ClientStalled, WriteGuard, abort
 from ..sse import error_frame, start_event_stream
@@ -115,7 +116,8 @@ async def relay_stream(request: web.Request, client: OllamaClient, upstream: aio
 
 def stalled(request: web.Request, rid: str, exc: ClientStalled) -> None:
     """Log a client that stopped reading, once, and drop its connection."""
-    log.warning("%s %s %s: %s; stream aborted, upstream request closed", rid, request.method, request.path, exc)
+    log.warning("%s %s %s: %s; stream aborted, upstream request closed", rid, request.method,
+                escape(request.path), exc)
     abort(request)
 
 
