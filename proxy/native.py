@@ -28,7 +28,10 @@ import orjson
 
 from .errors import InvalidRequest
 
-__all__ = ["MODEL_FIELDS", "canonical_target", "filter_listing", "go_object", "named_models", "parse_object"]
+__all__ = [
+    "MODEL_FIELDS", "canonical_target", "filter_listing", "go_object", "hide_error_lines", "named_models",
+    "parse_object",
+]  # fmt: skip
 
 # RFC 3986 ``pchar`` without "%": what a path segment may hold when nothing in it is escaped.
 _SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]+")
@@ -107,3 +110,26 @@ def filter_listing(listing: Any, allows: Callable[[str], bool]) -> Any:
     kept = [m for m in listing["models"]
             if isinstance(m, dict) and allows(str(m.get("model") or m.get("name") or ""))]
     return {**listing, "models": kept}
+
+
+def hide_error_lines(data: bytes, message: str) -> tuple[bytes, list[str]]:
+    """One read of a native NDJSON stream with Ollama's own error lines (``{"error": "..."}``,
+    its runner failing mid-answer) worded as ``message``; returns the bytes and the hidden texts.
+
+    Called only for a read holding ``"error"`` with both quotes bare, which in Ollama's output is
+    only ever that key (generated text is JSON-escaped), so a normal stream pays one byte scan.
+    A partial last line is left as it is.
+    """
+    lines = data.split(b"\n")
+    hidden: list[str] = []
+    for i, line in enumerate(lines):
+        if b'"error"' not in line:
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a line cut by the read: not ours to judge
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            hidden.append(obj["error"])
+            lines[i] = orjson.dumps({**obj, "error": message})
+    return (b"\n".join(lines), hidden) if hidden else (data, hidden)

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.native import canonical_target, filter_listing, go_object, named_models, parse_object
+from proxy.native import (
+    canonical_target,
+    filter_listing,
+    go_object,
+    hide_error_lines,
+    named_models,
+    parse_object,
+)
 
 TARGETS = [
     ("a plain path", "/api/chat", ("/api/chat", "")),
@@ -80,3 +87,17 @@ def test_named_models_covers_every_field_that_names_one() -> None:
 def test_filter_listing() -> None:
     listing = {"models": [{"name": "a:latest", "model": "a:latest"}, {"name": "b:latest"}, "junk"]}
     assert filter_listing(listing, lambda m: m.startswith("a")) == {"models": [{"name": "a:latest", "model": "a:latest"}]}
+
+
+HIDE = [
+    ("a stream without errors is untouched", b'{"response":"a"}\n{"response":"b"}\n', b'{"response":"a"}\n{"response":"b"}\n', []),
+    ("generated text about errors is untouched", b'{"response":"\\"error\\": x"}\n', b'{"response":"\\"error\\": x"}\n', []),
+    ("an error line is reworded", b'{"response":"a"}\n{"error":"CUDA error at /usr/lib/x.so"}\n',
+     b'{"response":"a"}\n{"error":"generic"}\n', ["CUDA error at /usr/lib/x.so"]),
+    ("a cut line is left for the next read", b'{"response":"a"}\n{"error":"CUDA', b'{"response":"a"}\n{"error":"CUDA', []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data, out, hidden", [r[1:] for r in HIDE], ids=[r[0] for r in HIDE])
+def test_hide_error_lines(data: bytes, out: bytes, hidden: list[str]) -> None:
+    assert hide_error_lines(data, "generic") == (out, hidden)

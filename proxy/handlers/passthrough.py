@@ -9,8 +9,8 @@ and re-serialised, so Ollama gets exactly what was checked; a blob upload is rel
 Ollama's status, content type and body bytes come back, each socket read written on at once
 (NDJSON streams keep their pace). ``/api/tags`` and ``/api/ps`` hide models the gates deny, as
 ``/v1/models`` does, and ``/api/show`` answers 404 for them. Ollama's own 4xx errors stay
-Ollama's (``{"error": ...}``), because its clients expect that shape; its 5xx keep the shape
-but not the text (logged only). What the proxy itself refuses is in OpenAI's envelope: model
+Ollama's (``{"error": ...}``), because its clients expect that shape; its 5xx and the error
+lines of a failing stream keep the shape but not the text (logged only). What the proxy itself refuses is in OpenAI's envelope: model
 management (pull, push, create, copy, delete, blobs) is 403 unless listed, any other path 404.
 """
 
@@ -27,6 +27,7 @@ from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..errors import (
+    UPSTREAM_FAULT_MESSAGE,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -35,8 +36,9 @@ from ..errors import (
     UpstreamFault,
 )
 from ..inbound import body_of
+from ..logs import escape
 from ..middleware import REQUEST_ID_HEADER, SERVER_NAME, request_id
-from ..native import canonical_target, filter_listing, named_models, parse_object
+from ..native import canonical_target, filter_listing, hide_error_lines, named_models, parse_object
 from ..outbound import ClientStalled, WriteGuard
 from ..validate import with_defaults
 from .common import check_ollama_extras, json_response, stalled
@@ -139,8 +141,14 @@ async def _relay(request: web.Request, target: str, data: bytes, headers: dict[s
         path = target.partition("?")[0]
         with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
             try:
+                hidden = f"{UPSTREAM_FAULT_MESSAGE} (request id {rid})"
+                answering = upstream.status == 200  # a 4xx's error is the client's own: it passes
                 with client.idle_timer() as timer:
                     while data := await timer.read(upstream.content):
+                        if answering and b'"error"' in data:  # Ollama failing mid-answer: text to the log
+                            data, texts = hide_error_lines(data, hidden)
+                            for text in texts:
+                                log.warning("%s %s stream ended by upstream fault: %s", rid, path, escape(text))
                         await out.write(data)
                 await out.write_eof()
             except ProxyError as exc:

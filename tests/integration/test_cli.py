@@ -89,14 +89,17 @@ async def test_the_log_cannot_be_forged_and_has_no_tracebacks_for_malformed_requ
     config.write_text(f'[log]\nformat = "{fmt}"\n')
     process, port = await start_proxy("--config", str(config))  # type: ignore[operator]
     await fake_ollama.stop()  # a 502, logged with the path the client chose
+    answers = []
     for request in (
         b"GET /v1/models/x%0D%1B%5B2K%E2%80%A8forged HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
         b"GET /livez HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",  # aiohttp's own 400
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request)
-        await asyncio.wait_for(reader.read(), 5)
+        answers.append(await asyncio.wait_for(reader.read(), 5))
         writer.close()
+    # no versions in Server, also on the 400 aiohttp sends before any proxy code runs
+    assert all(b"\r\nserver: ollama-openai-proxy\r\n" in a.lower() for a in answers), answers
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 15) == 0
     assert process.stderr is not None

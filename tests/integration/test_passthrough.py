@@ -269,3 +269,20 @@ async def test_ollamas_5xx_text_stays_in_the_log(
     assert status == 500
     assert body == {"error": f"The model server had an error while processing your request. (request id {rid})"}
     assert secret in caplog.text
+
+
+async def test_an_error_line_mid_stream_keeps_ollamas_shape_but_not_its_text(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await proxy_factory(ON)
+    secret = "CUDA error: an illegal memory access at /usr/lib/ollama/cuda_v12/ggml-cuda.cu:75"
+    fake_ollama.push(Reply(chunks=["a", "b", "c"], error_after_lines=2, error=secret))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/api/generate", json={"model": "llama3.2", "prompt": "x"}) as response,
+    ):
+        lines = [orjson.loads(line) for line in (await response.read()).splitlines()]
+        rid = response.headers["X-Request-Id"]
+    assert [line.get("response") for line in lines[:2]] == ["a", "b"]
+    assert lines[-1] == {"error": f"The model server had an error while processing your request. (request id {rid})"}
+    assert secret in caplog.text
