@@ -24,7 +24,10 @@ from ..translate.ndjson import LineState
 from ..upstream import OllamaClient
 from ..validate import Limits
 
-__all__ = ["check_ollama_extras", "json_response", "new_id", "read_json_object", "relay_stream", "stalled", "whole_answer"]
+__all__ = [
+    "check_ollama_extras", "json_response", "new_id", "read_json_object", "relay_stream", "stalled",
+    "whole_answer",
+]  # fmt: skip
 
 log = logging.getLogger("proxy.stream")
 
