@@ -15,10 +15,12 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .appkeys import CONFIG
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
 from .ids import new_id
 from .logs import REQUEST_ID as REQUEST_ID_VAR
 from .logs import escape
+from .outbound import WHOLE_BODY_GUARDED_ABOVE, send_whole
 
 __all__ = ["REQUEST_ID_HEADER", "SERVER_NAME", "error_middleware", "error_response", "request_id"]
 
@@ -90,4 +92,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Server"] = SERVER_NAME
+        if (isinstance(response, web.Response) and isinstance(body := response.body, bytes)
+                and len(body) > WHOLE_BODY_GUARDED_ABOVE):
+            # A large answer could wait on the client forever: sent here, under write_timeout.
+            timeout = request.app[CONFIG].server.write_timeout
+            if not await send_whole(request, response, timeout):
+                log.warning("%s %s %s: the client took no data for %g s (server.write_timeout); "
+                            "connection dropped", rid, request.method, escape(request.path), timeout)
     return response

@@ -6,7 +6,9 @@ its admission slot for as long as it stays connected: four of them locked every 
 out. ``WriteGuard`` gives each write the bound nginx's ``send_timeout`` gives it (the longest
 one write may wait for the client, not the whole response): past it the handler's task is
 cancelled, ``ClientStalled`` raised in its place, and the caller aborts the connection, which
-closes the upstream request and gives the slot back as the handler unwinds.
+closes the upstream request and gives the slot back as the handler unwinds. Whole answers
+above 64 KiB (an embeddings list, a long completion) get the same bound through ``send_whole``
+(their slot is already back; the connection and the answer's memory are what they hold).
 
 Like ``upstream.IdleTimer`` it costs no timer per write: a write only notes when it began, and
 one timer per ``write_timeout`` period checks that note.
@@ -19,7 +21,11 @@ from typing import Self
 
 from aiohttp import web
 
-__all__ = ["ClientStalled", "WriteGuard", "abort"]
+__all__ = ["WHOLE_BODY_GUARDED_ABOVE", "ClientStalled", "WriteGuard", "abort", "send_whole"]
+
+# A whole answer larger than the transport's write buffer (aiohttp's high-water mark, 64 KiB)
+# can wait for the client; a smaller one is handed to the kernel at once and never does.
+WHOLE_BODY_GUARDED_ABOVE = 64 * 1024
 
 
 class ClientStalled(Exception):
@@ -92,6 +98,19 @@ class WriteGuard:
             self._task.cancel()
         else:
             self._handle = self._loop.call_at(due, self._check)
+
+
+async def send_whole(request: web.Request, response: web.Response, timeout: float) -> bool:
+    """Send a large whole answer under ``write_timeout`` too (nginx bounds every response's
+    writes, not only streams'); False when the client stalled and its connection was dropped."""
+    await response.prepare(request)
+    with WriteGuard(response, timeout) as out:
+        try:
+            await out.write_eof()
+        except ClientStalled:
+            abort(request)
+            return False
+    return True
 
 
 def abort(request: web.Request) -> None:

@@ -340,3 +340,40 @@ async def test_no_response_names_python_or_aiohttp_versions(
         await response.read()
         assert response.headers["Server"] == "ollama-openai-proxy"
         assert response.headers["X-Request-Id"]
+
+
+class _Signal(logging.Handler):
+    """Sets an event when a record containing ``text`` is logged (awaited, not polled)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+async def test_a_large_whole_answer_to_a_client_that_never_reads_is_dropped_too(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await proxy_factory({"server": {"write_timeout": 0.3}})
+    signal = _Signal("server.write_timeout")
+    logging.getLogger("proxy").addHandler(signal)
+    host, port = url.removeprefix("http://").split(":")
+    fake_ollama.push(Reply(content="x" * (16 << 20)))  # a 16 MiB answer: more than any socket buffers
+    body = orjson.dumps({"model": "llama3.2", "messages": USER})
+    loop = asyncio.get_running_loop()
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # tiny, and never read
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (host, int(port)))
+            await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+                                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            await asyncio.wait_for(signal.seen.wait(), 10)
+    finally:
+        logging.getLogger("proxy").removeHandler(signal)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    async with sdk(url) as client:  # and the proxy carries on
+        assert (await client.chat.completions.create(model="llama3.2", messages=USER)).choices
