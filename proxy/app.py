@@ -30,7 +30,7 @@ from .handlers.stored import (
     update_stored,
 )
 from .handlers.usage import completions_usage, embeddings_usage
-from .inbound import body_guard, server_settings
+from .inbound import body_guard, expect_guard, server_settings
 from .middleware import error_middleware
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
@@ -63,10 +63,11 @@ def create_app(config: Config) -> web.Application:
         app.middlewares.append(session_affinity)  # X-Session-Id for the pool's stickiness
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
     app.cleanup_ctx.append(model_catalog_ctx)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_post("/v1/responses", create_response)
+    # Routes with a body answer "Expect: 100-continue" themselves (413/415/417 before 100).
+    app.router.add_post("/v1/chat/completions", chat_completions, expect_handler=expect_guard)
+    app.router.add_post("/v1/completions", completions, expect_handler=expect_guard)
+    app.router.add_post("/v1/embeddings", embeddings, expect_handler=expect_guard)
+    app.router.add_post("/v1/responses", create_response, expect_handler=expect_guard)
     app.router.add_get("/v1/responses/{response_id}", retrieve_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
@@ -76,7 +77,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readiness)
     app.router.add_get("/livez", liveness)
     if config.passthrough.enabled:
-        app.router.add_route("*", "/api/{path:.*}", passthrough)
+        app.router.add_route("*", "/api/{path:.*}", passthrough, expect_handler=expect_guard)
     if console_enabled(config):  # static files only; nothing on the API routes' path
         add_console_routes(app, config.console.path)
     if config.store.enabled:
@@ -90,7 +91,7 @@ def _add_store(app: web.Application) -> None:
     app.cleanup_ctx.append(_store)
     app.router.add_get("/v1/chat/completions", list_stored)
     app.router.add_get("/v1/chat/completions/{id}", retrieve_stored)
-    app.router.add_post("/v1/chat/completions/{id}", update_stored)
+    app.router.add_post("/v1/chat/completions/{id}", update_stored, expect_handler=expect_guard)
     app.router.add_delete("/v1/chat/completions/{id}", delete_stored)
     app.router.add_get("/v1/chat/completions/{id}/messages", list_messages)
     app.router.add_get("/v1/organization/usage/completions", completions_usage)

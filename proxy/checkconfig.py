@@ -18,7 +18,8 @@ from .validate import Validator
 
 __all__ = ["describe"]
 
-_SERVER_KEYS = ("keepalive_timeout", "body_timeout", "max_line_size", "max_field_size", "max_headers")
+_SERVER_KEYS = ("keepalive_timeout", "body_timeout", "max_line_size", "max_field_size", "max_headers",
+                "write_timeout", "accept_compressed_requests")
 
 
 def describe(config: Config, source: str | None = None) -> str:

@@ -73,6 +73,12 @@ class ServerConfig:
     max_line_size: int = checked(8190, lambda v: v >= 1024, ">= 1024")
     max_field_size: int = checked(8190, lambda v: v >= 1024, ">= 1024")
     max_headers: int = checked(128, lambda v: v >= 16, ">= 16")
+    # nginx's send_timeout: the longest one write of a streamed answer may wait for the client
+    # to take data; past it the stream is aborted and its upstream request and slot given back.
+    write_timeout: float = checked(60.0, _positive, "> 0")
+    # Compressed request bodies are refused with 415 (nginx never inflates them; Envoy only with
+    # its opt-in decompressor filter); true lets aiohttp inflate gzip/deflate, bounded per request.
+    accept_compressed_requests: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,14 @@ class UpstreamConfig:
     timeouts: Timeouts = Timeouts()
     max_connections: int = checked(0, lambda v: v >= 0, ">= 0 (0 means no limit)")
     max_line_bytes: int = checked(16 * 1024 * 1024, _positive, "> 0")
+    # A whole (non-streamed) answer above this is a 502, never buffered beyond it.
+    max_answer_bytes: int = checked(64 * 1024 * 1024, _positive, "> 0")
 
 
 _COUNT = (lambda v: v >= 0, ">= 0 (0 means no limit)")
 _RANGE = (lambda v: len(v) == 2 and v[0] <= v[1], "a [low, high] pair with low <= high")
+_NAMES = (lambda v: all(n and n == n.strip() for n in v), "a list of option names")
+_SECONDS = (lambda v: v >= 0, ">= 0 (seconds)")
 
 
 def limit(default: Any, kind: tuple[Callable[[Any], bool], str]) -> Any:
@@ -131,6 +141,19 @@ class ModelLimits:
     top_p: tuple[float, ...] | None = limit(None, _RANGE)
     frequency_penalty: tuple[float, ...] | None = limit(None, _RANGE)
     presence_penalty: tuple[float, ...] | None = limit(None, _RANGE)
+    max_inputs: int | None = limit(None, _COUNT)
+    allowed_options: tuple[str, ...] | None = checked(None, *_NAMES)
+    max_num_ctx: int | None = limit(None, _COUNT)
+    max_keep_alive: float | None = checked(None, *_SECONDS)
+
+
+# Ollama's ``options`` a client may set by default: sampling and the size of its own context.
+# Left out are the runner's hardware knobs (num_gpu, main_gpu, num_thread, num_batch, use_mmap,
+# use_mlock, numa, low_vram…): they reload the model for everyone and pin or evict memory.
+DEFAULT_ALLOWED_OPTIONS = (
+    "num_ctx", "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p",
+    "repeat_last_n", "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty", "stop",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,14 @@ class LimitsConfig:
     presence_penalty: tuple[float, ...] = limit((-2.0, 2.0), _RANGE)
     # Most choices one chat request may ask for ("n"); each is its own request to Ollama.
     max_n: int = checked(4, lambda v: 1 <= v <= 128, "between 1 and 128")
+    # Items of /v1/embeddings ``input`` (OpenAI's own bound is 2,048).
+    max_inputs: int = limit(2048, _COUNT)
+    # Ollama's extras (proxy/extras.py): which ``options.*`` a client may send at all, the
+    # largest ``num_ctx`` (0: the model's context length from /api/show), and the longest
+    # ``keep_alive`` in seconds (a negative one, "forever", is refused).
+    allowed_options: tuple[str, ...] = checked(DEFAULT_ALLOWED_OPTIONS, *_NAMES)
+    max_num_ctx: int = limit(0, _COUNT)
+    max_keep_alive: float = checked(1800.0, *_SECONDS)
     allowed_models: tuple[str, ...] = checked(("*",), bool, 'at least one pattern ("*" allows all)')
     denied_models: tuple[str, ...] = ()
     models: dict[str, ModelLimits] = field(default_factory=dict)
@@ -217,6 +248,9 @@ class LogConfig:
     # One line per request costs about a third of a non-streaming request's CPU in aiohttp's
     # access logger, so it is opt-in; failures are always logged, with the request id.
     access: bool = False
+    # "text": one line per record, control characters of untrusted values escaped;
+    # "json": one JSON object per line (proxy/logs.py).
+    format: Literal["text", "json"] = "text"
 
 
 @dataclass(frozen=True)

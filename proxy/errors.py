@@ -8,6 +8,8 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     ├── InvalidRequest              400 invalid_request_error   (param names the field)
     │   ├── PayloadTooLarge         413
     │   ├── RequestTimeout          408 code=request_timeout     (body too slow)
+    │   ├── ExpectationFailed       417 code=expectation_failed  (an Expect we do not meet)
+    │   ├── UnsupportedMediaType    415 code=unsupported_content_encoding
     │   └── UnsupportedParameter    400 code=unsupported_parameter
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -16,6 +18,7 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     ├── RateLimited                 429 rate_limit_error        (Retry-After)
     ├── StoreUnavailable            503 code=store_unavailable   (usage / history database)
     └── UpstreamError               502 api_error               (Ollama failed)
+        ├── UpstreamFault           502 server_error             (Ollama's 5xx: text kept back)
         ├── UpstreamUnavailable     502 code=upstream_unreachable
         ├── UpstreamBusy            503 code=upstream_busy       (Retry-After)
         ├── UpstreamMalformed       502 code=upstream_malformed  (not Ollama's API)
@@ -30,6 +33,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "UPSTREAM_FAULT_MESSAGE",
+    "ExpectationFailed",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -40,9 +45,11 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "StoreUnavailable",
+    "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamBusy",
     "UpstreamError",
+    "UpstreamFault",
     "UpstreamMalformed",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -72,6 +79,11 @@ class ProxyError(Exception):
             self.code = code
         self.retry_after = retry_after
 
+    @property
+    def log_text(self) -> str:
+        """What the log says about this error (may hold more than the client is told)."""
+        return self.message
+
 
 class InvalidRequest(ProxyError):
     status = 400
@@ -88,6 +100,20 @@ class RequestTimeout(InvalidRequest):
 
     status = 408
     code = "request_timeout"
+
+
+class ExpectationFailed(InvalidRequest):
+    """An ``Expect`` header other than ``100-continue`` (RFC 9110 10.1.1)."""
+
+    status = 417
+    code = "expectation_failed"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A request ``Content-Encoding`` the proxy does not accept (RFC 9110 15.5.16)."""
+
+    status = 415
+    code = "unsupported_content_encoding"
 
 
 class UnsupportedParameter(InvalidRequest):
@@ -137,6 +163,27 @@ class UpstreamError(ProxyError):
     code = "upstream_error"
 
 
+class UpstreamFault(UpstreamError):
+    """Ollama failed on its side (a 5xx, or an error inside a stream).
+
+    Its text often carries file paths, GPU and driver errors: it goes to the log (``detail``),
+    while the client gets OpenAI's generic wording for its own 500s and ``type: server_error``,
+    and the request id to quote (added where the error is rendered).
+    """
+
+    type = "server_error"
+    code = "upstream_error"
+
+    def __init__(self, detail: str, *, param: str | None = None, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(UPSTREAM_FAULT_MESSAGE, param=param, code=code, retry_after=retry_after)
+        self.detail = detail
+
+    @property
+    def log_text(self) -> str:
+        return f"{self.message} Ollama said: {self.detail}"
+
+
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unreachable"
 
@@ -157,11 +204,18 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
-def to_envelope(error: ProxyError) -> dict[str, Any]:
-    """OpenAI's error body for ``error``."""
+# OpenAI's own text for its 500s ("The server had an error while processing your request.").
+UPSTREAM_FAULT_MESSAGE = "The model server had an error while processing your request."
+
+
+def to_envelope(error: ProxyError, request_id: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body for ``error``; a server-side fault names the request id to quote."""
+    message = error.message
+    if request_id is not None and isinstance(error, UpstreamFault):
+        message = f"{message} (request id {request_id})"
     return {
         "error": {
-            "message": error.message,
+            "message": message,
             "type": error.type,
             "param": error.param,
             "code": error.code,

@@ -18,27 +18,95 @@ aiohttp enforces part of it, with the settings ``server_settings`` derives from 
   aiohttp's ``client_max_size`` as it arrives (413 too);
 * the whole body must arrive within ``server.body_timeout`` seconds (408, connection closed);
 * malformed chunked framing is a 400;
-* on the OpenAI routes (``/v1/…``), the JSON shape check (``Validator.check_raw``: depth,
-  objects and arrays) runs on the bytes before any parser does.
+* a compressed body (``Content-Encoding``) is a 415 unless ``server.accept_compressed_requests``,
+  and then only gzip or deflate, inflated here in one bounded step (413 past
+  ``limits.max_body_bytes`` of output), never by aiohttp's parser;
+* on every route but a pass-through blob upload, the JSON shape check
+  (``Validator.check_raw``: depth, objects and arrays) runs on the bytes before any parser does.
 
-The body is read once, here; a handler's ``request.read()`` returns the cached bytes.
+The body is read once, here; handlers get it from ``body_of(request)`` (aiohttp's cached bytes,
+or the inflated body when it came compressed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
 from .appkeys import CONFIG, VALIDATOR
 from .config import ServerConfig
-from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout
+from .errors import (
+    ExpectationFailed,
+    InvalidRequest,
+    PayloadTooLarge,
+    ProxyError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from .logs import ProtocolLog
 from .middleware import error_response, request_id
 
-__all__ = ["body_guard", "server_settings"]
+__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "inflate", "server_settings"]
+
+# The request body after inflating it, when it came compressed (``body_of`` reads it).
+BODY = web.RequestKey("body", bytes)
+_INFLATABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def body_of(request: web.Request) -> bytes:
+    """The request body as the handlers see it: inflated if it came compressed."""
+    inflated = request.get(BODY)
+    return inflated if inflated is not None else await request.read()
+
+
+def _content_encoding(request: web.Request, accept: bool) -> str | None:
+    """The body's one content coding, or None; 415 for any the proxy does not take.
+
+    nginx relays request bodies as they are and Envoy inflates them only with its opt-in
+    decompressor filter; Ollama takes no compressed bodies, so by default neither does this proxy.
+    """
+    if "Content-Encoding" not in request.headers:
+        return None  # the usual request: nothing to look at
+    header = ",".join(request.headers.getall("Content-Encoding"))
+    codings = [c.strip().lower() for c in header.split(",") if c.strip().lower() not in ("", "identity")]
+    if not codings:
+        return None
+    shown = header.strip()[:40]
+    if not accept:
+        raise UnsupportedMediaType(f"Compressed request bodies are not accepted (Content-Encoding: {shown}); "
+                                   "send the body uncompressed (server.accept_compressed_requests).",
+                                   param="Content-Encoding")
+    if len(codings) != 1 or codings[0] not in _INFLATABLE:
+        raise UnsupportedMediaType(f"Content-Encoding {shown!r} is not supported; use gzip or deflate.",
+                                   param="Content-Encoding")
+    return codings[0]
+
+
+def inflate(raw: bytes, encoding: str, limit: int) -> bytes:
+    """``raw`` inflated, refused (413) as soon as the output would pass ``limit``.
+
+    One bounded call: zlib stops at ``limit + 1`` bytes of output and keeps the rest of the
+    input unread, so memory stays at the compressed body plus ``limit`` whatever the ratio.
+    """
+    wbits = _INFLATABLE[encoding]
+    if encoding == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate without the zlib header, as aiohttp also accepts
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise InvalidRequest(f"The request body is not valid {encoding} data.", code="invalid_body") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"The request body inflates beyond the limit of {limit} bytes (limits.max_body_bytes).")
+    if not inflater.eof:
+        raise InvalidRequest(f"The request body is truncated {encoding} data.", code="invalid_body")
+    return out
 
 log = logging.getLogger("proxy")
 
@@ -50,7 +118,42 @@ def server_settings(server: ServerConfig) -> dict[str, Any]:
         "max_line_size": server.max_line_size,
         "max_field_size": server.max_field_size,
         "max_headers": server.max_headers,
+        # Request bodies are never inflated by aiohttp's parser: body_guard refuses or inflates
+        # them itself, bounded (and an encoding aiohttp cannot decode is a 415, not its 400).
+        "auto_decompress": False,
+        # A request aiohttp cannot parse is logged as one line at info, not an ERROR traceback.
+        "logger": ProtocolLog(logging.getLogger("aiohttp.server")),
     }
+
+
+async def expect_guard(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: refuse before inviting the body, not after it was sent.
+
+    aiohttp's default handler answers ``100 Continue`` to any request, so a client announcing
+    a body over ``limits.max_body_bytes`` was told to send it and then got 413. Like nginx, this
+    answers 413 (or the 415 of a refused encoding) at once instead; any other ``Expect`` is 417
+    (RFC 9110 10.1.1). It runs before the middlewares, so it renders its own envelope.
+    """
+    if request.version != HttpVersion11:
+        return None  # HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1); the body comes anyway
+    config = request.app[CONFIG]
+    error: ProxyError | None = None
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        error = ExpectationFailed("Only 'Expect: 100-continue' is supported.", param="Expect")
+    elif request.content_length is not None and request.content_length > config.limits.max_body_bytes:
+        error = _too_large(config.limits.max_body_bytes, request.content_length)
+    else:
+        try:
+            _content_encoding(request, config.server.accept_compressed_requests)
+        except UnsupportedMediaType as exc:
+            error = exc
+    if error is not None:
+        response = error_response(error, request_id(request))
+        response.force_close()  # the client holds its body back: nothing to read before closing
+        return response
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # as aiohttp's own handler: the response proper has not started
+    return None
 
 
 @web.middleware
@@ -62,6 +165,7 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     announced = request.content_length
     if announced is not None and announced > max_bytes:
         raise _too_large(max_bytes, announced)
+    encoding = _content_encoding(request, config.server.accept_compressed_requests)
     timeout = config.server.body_timeout
     try:
         if request.content.is_eof():  # the usual case: the body came with the headers
@@ -76,9 +180,12 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.RequestPayloadError:
         raise InvalidRequest("The request body is malformed (bad chunked or compressed framing).",
                              code="invalid_body") from None
-    if request.path.startswith("/v1/"):
-        # The OpenAI routes parse the body with orjson; the /api/* pass-through relays bytes
-        # (a blob upload is binary, and Ollama's own parser bounds its depth).
+    if encoding is not None:
+        raw = inflate(raw, encoding, max_bytes)
+        request[BODY] = raw
+    if not request.path.startswith("/api/blobs/"):
+        # Every JSON body (the /v1 routes and the /api/* pass-through, which parses and
+        # re-serialises it) is shape-checked before a parser sees it; a blob upload is binary.
         request.app[VALIDATOR].check_raw(raw)
     return await handler(request)
 

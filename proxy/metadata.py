@@ -17,7 +17,7 @@ from typing import Any
 from .config import ModelsConfig
 from .errors import ProxyError
 from .pool import Pool
-from .translate.models import ShowInfo, from_show, tag_entries
+from .translate.models import ShowInfo, find_tag, from_show, tag_entries
 from .upstream import OllamaClient
 
 __all__ = ["ModelCatalog"]
@@ -38,6 +38,16 @@ class ModelCatalog:
     async def tags(self) -> list[dict[str, Any]]:
         """Ollama's ``/api/tags`` entries (the caller's errors: unreachable, time-out…)."""
         return tag_entries(await self._client.request_json("GET", "/api/tags"))
+
+    async def context_length(self, model: str) -> int | None:
+        """``model``'s context length, or ``None`` when Ollama cannot tell (for ``num_ctx``)."""
+        try:
+            entry = find_tag(await self.tags(), model)
+        except ProxyError as exc:
+            log.info("/api/tags failed while checking num_ctx: %s", exc.log_text)
+            return None
+        info = await self.details(entry) if entry is not None else None
+        return info.context_length if info is not None else None
 
     async def with_details(
         self, entries: list[dict[str, Any]], *, prune: bool = False

@@ -15,14 +15,21 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .appkeys import CONFIG
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
 from .ids import new_id
+from .logs import REQUEST_ID as REQUEST_ID_VAR
+from .logs import escape
+from .outbound import WHOLE_BODY_GUARDED_ABOVE, send_whole
 
-__all__ = ["REQUEST_ID_HEADER", "error_middleware", "error_response", "request_id"]
+__all__ = ["REQUEST_ID_HEADER", "SERVER_NAME", "error_middleware", "error_response", "request_id"]
 
 log = logging.getLogger("proxy")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# What the proxy calls itself in ``Server`` instead of aiohttp's "Python/3.x aiohttp/3.y.z":
+# a name without versions, as nginx's ``server_tokens off`` does.
+SERVER_NAME = "ollama-openai-proxy"
 REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -38,12 +45,12 @@ def request_id(request: web.Request) -> str:
 
 
 def error_response(error: ProxyError, rid: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: rid}
+    headers = {REQUEST_ID_HEADER: rid, "Server": SERVER_NAME}
     if error.retry_after is not None:
         headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
     return web.Response(
         status=error.status,
-        body=orjson.dumps(to_envelope(error)),
+        body=orjson.dumps(to_envelope(error, rid)),
         content_type="application/json",
         headers=headers,
     )
@@ -65,11 +72,12 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ProxyE
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
+    REQUEST_ID_VAR.set(rid)  # records logged while handling this request carry its id (JSON log)
     try:
         response = await handler(request)
     except ProxyError as exc:
         if exc.status >= 500:
-            log.warning("%s %s %s -> %d %s", rid, request.method, request.path, exc.status, exc.message)
+            log.warning("%s %s %s -> %d %s", rid, request.method, escape(request.path), exc.status, exc.log_text)
         return error_response(exc, rid)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -79,8 +87,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("%s %s %s -> unhandled error", rid, request.method, request.path)
+        log.exception("%s %s %s -> unhandled error", rid, request.method, escape(request.path))
         return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid
+        response.headers["Server"] = SERVER_NAME
+        if (isinstance(response, web.Response) and isinstance(body := response.body, bytes)
+                and len(body) > WHOLE_BODY_GUARDED_ABOVE):
+            # A large answer could wait on the client forever: sent here, under write_timeout.
+            timeout = request.app[CONFIG].server.write_timeout
+            if not await send_whole(request, response, timeout):
+                log.warning("%s %s %s: the client took no data for %g s (server.write_timeout); "
+                            "connection dropped", rid, request.method, escape(request.path), timeout)
     return response

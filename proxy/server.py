@@ -9,14 +9,16 @@ import signal
 import sys
 from multiprocessing.connection import wait
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from .app import create_app
 from .config import Config
+from .logs import setup_logging
+from .middleware import SERVER_NAME
 from .observe import structured_access
 from .observe.multiproc import MultiprocDir
 
-__all__ = ["install_uvloop", "serve", "supervise"]
+__all__ = ["hide_server_version", "install_uvloop", "serve", "supervise"]
 
 log = logging.getLogger("proxy")
 
@@ -33,12 +35,21 @@ def install_uvloop() -> bool:
     return True
 
 
+def hide_server_version() -> None:
+    """No versions in ``Server``, even on the 400s aiohttp sends on its own.
+
+    A request aiohttp cannot parse (two ``Host`` headers, a broken request line) is answered by
+    its protocol handler before any proxy code runs, with ``Server: Python/3.x aiohttp/3.y.z``;
+    aiohttp has no setting for that header, so the serving process replaces the default it
+    falls back to (what the app sends names itself anyway: ``middleware.SERVER_NAME``).
+    """
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # not re-exported, but read from here
+
+
 def serve(config: Config) -> None:
     """Run one server process until SIGINT/SIGTERM, then shut down gracefully."""
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(config.log)  # text (control characters escaped) or one JSON object per line
+    hide_server_version()
     uvloop = config.server.uvloop and install_uvloop()
     log.info(
         "serving on http://%s:%d, upstream %s%s",

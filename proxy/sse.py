@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .middleware import SERVER_NAME
 from .translate.ndjson import error_frame
 
 __all__ = ["error_frame", "start_event_stream"]
@@ -18,6 +19,7 @@ _HEADERS = {
     "Cache-Control": "no-cache",
     "Connection": "keep-alive",
     "X-Accel-Buffering": "no",  # nginx and friends: pass each frame on as it comes
+    "Server": SERVER_NAME,
 }
 
 

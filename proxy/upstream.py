@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from .config import UpstreamConfig
 from .errors import (
@@ -29,6 +30,7 @@ from .errors import (
     UpstreamBusy,
     UpstreamError,
     UpstreamMalformed,
+    UpstreamFault,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -73,10 +75,16 @@ class OllamaClient:
         await self.session.close()
 
     async def _head(self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None,
-                    deadline: Deadline, auto_decompress: bool = True) -> aiohttp.ClientResponse:
-        """Send a request and wait for the response head, within ``deadline``."""
+                    deadline: Deadline, auto_decompress: bool = True, encoded: bool = False,
+                    ) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response head, within ``deadline``.
+
+        ``encoded``: ``path`` (with its query) is already in canonical, escaped form and is used
+        as it is; otherwise yarl would decode and normalise it (``%2e%2e`` → ``..`` → gone).
+        """
+        url: str | URL = URL(self.base_url + path, encoded=True) if encoded else self.base_url + path
         try:
-            return await self.session.request(method, self.base_url + path, data=data, headers=headers,
+            return await self.session.request(method, url, data=data, headers=headers,
                                               auto_decompress=auto_decompress)
         except asyncio.CancelledError:
             if deadline.expired():
@@ -98,10 +106,11 @@ class OllamaClient:
             raise UpstreamError("The request to Ollama failed.") from None
 
     def send(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-             first_byte: float | None = None, auto_decompress: bool = True) -> Call:
-        """``async with``: Ollama's response, whatever its status, its body not yet read."""
+             first_byte: float | None = None, auto_decompress: bool = True, encoded: bool = False) -> Call:
+        """``async with``: Ollama's response, whatever its status, its body not yet read.
+        ``encoded``: ``path`` is canonical and escaped already, sent exactly as it is."""
         timeout = first_byte if first_byte is not None else self.config.timeouts.first_byte
-        return Call(self, method, path, data, headers, timeout, auto_decompress, check=False)
+        return Call(self, method, path, data, headers, timeout, auto_decompress, check=False, encoded=encoded)
 
     def open(self, method: str, path: str, body: dict[str, Any] | None = None,
              *, first_byte: float | None = None) -> Call:
@@ -124,7 +133,7 @@ class OllamaClient:
             response = await self._head(method, path, data, headers, deadline)
             try:
                 await self._raise_for_status(response, (body or {}).get("model"))
-                raw = await response.read()
+                raw = await self._read_whole(response)
             finally:
                 _done_with(response)
         except asyncio.CancelledError:
@@ -137,12 +146,27 @@ class OllamaClient:
             deadline.cancel()
         return decode_json(raw)
 
+    async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused (502) as soon as it is known to exceed ``max_answer_bytes``:
+        an announced length is checked first, and nothing is buffered beyond the limit."""
+        limit = self.config.max_answer_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise _too_big(limit)
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await response.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise _too_big(limit)
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def _raise_for_status(self, response: aiohttp.ClientResponse, model: Any) -> None:
         if response.status != 200:
-            raise error_from_status(response.status, await self._error_text(response),
+            raise error_from_status(response.status, await self.error_text(response),
                                     model=model if isinstance(model, str) else None)
 
-    async def _error_text(self, response: aiohttp.ClientResponse) -> str:
+    async def error_text(self, response: aiohttp.ClientResponse) -> str:
         """Ollama's ``{"error": ...}`` message, or a short note when the body is not Ollama's."""
         try:
             async with asyncio.timeout(self.config.timeouts.idle):
@@ -199,15 +223,16 @@ class Call:
     its client went away. With ``check``, only a 200 is an answer (others raise). The request
     body is held as bytes only until it is sent."""
 
-    __slots__ = ("_auto_decompress", "_check", "_client", "_data", "_headers", "_method", "_model",
-                 "_path", "_response", "_timeout")
+    __slots__ = ("_auto_decompress", "_check", "_client", "_data", "_encoded", "_headers", "_method",
+                 "_model", "_path", "_response", "_timeout")
 
     def __init__(self, client: OllamaClient, method: str, path: str, data: bytes | None,
                  headers: dict[str, str] | None, timeout: float, auto_decompress: bool,
-                 *, check: bool, model: Any = None) -> None:
+                 *, check: bool, model: Any = None, encoded: bool = False) -> None:
         self._client, self._method, self._path = client, method, path
         self._data, self._headers, self._timeout = data, headers, timeout
         self._auto_decompress, self._check, self._model = auto_decompress, check, model
+        self._encoded = encoded
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
@@ -215,7 +240,7 @@ class Call:
         data, self._data = self._data, None  # sent once; not kept for the life of a stream
         try:
             response = await self._client._head(self._method, self._path, data, self._headers,
-                                                deadline, self._auto_decompress)
+                                                deadline, self._auto_decompress, self._encoded)
         finally:
             deadline.cancel()
         if self._check:
@@ -290,6 +315,11 @@ class IdleTimer:
             self._handle = self._loop.call_at(due, self._check)
 
 
+def _too_big(limit: int) -> UpstreamError:
+    return UpstreamError(f"Ollama's answer is larger than {limit} bytes (upstream.max_answer_bytes).",
+                         code="upstream_answer_too_large")
+
+
 def _encode(body: dict[str, Any] | None) -> tuple[bytes | None, dict[str, str] | None]:
     """``body`` as the JSON bytes and headers of a request to Ollama."""
     if body is None:
@@ -323,7 +353,8 @@ def error_from_status(status: int, message: str, *, model: str | None = None) ->
     Only what is the client's doing stays a 4xx: a bad request (400/413/422, Ollama's message
     kept and ``param`` guessed from it), a refusal (403), Ollama's own rate limit (429). A 401
     means the proxy's access to Ollama is wrong, which no client can fix: a 502 like other
-    upstream failures.
+    upstream failures. A 5xx is Ollama's own failure, whose text (paths, GPU errors) stays in
+    the log: ``UpstreamFault`` carries it as ``detail`` and shows the client OpenAI's generic text.
     """
     if status == 404:
         name = f" `{model}`" if model else ""
@@ -340,4 +371,6 @@ def error_from_status(status: int, message: str, *, model: str | None = None) ->
         error.status = status
         return error
     detail = f": {message}" if message else ""
+    if status >= 500:
+        return UpstreamFault(f"HTTP {status}{detail}")
     return UpstreamError(f"Ollama answered HTTP {status}{detail}")

@@ -63,6 +63,24 @@ def text_chars(content: Any) -> float | None:
     return total
 
 
+def longest_text(value: Any) -> float | None:
+    """Characters of the longest text in a string or an array of strings (a prompt, an input)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return max((len(v) for v in value if isinstance(v, str)), default=0)
+    return None
+
+
+def all_text(value: Any) -> float | None:
+    """Characters of a string or of every string in an array of strings."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(v) for v in value if isinstance(v, str))
+    return None
+
+
 def one(value: Any) -> float | None:
     return 1
 
@@ -132,6 +150,14 @@ RULES: tuple[Rule, ...] = (
     Rule("max_messages",        "messages",                         length,          "messages",           "each",  "array_above_max_length"),
     Rule("max_message_chars",   "messages[*].content",              text_chars,      "characters",         "each",  "string_above_max_length"),
     Rule("max_total_chars",     "messages[*].content",              text_chars,      "characters",         "total", "string_above_max_length"),
+    # /v1/completions and /v1/embeddings (and Ollama's native generate/embed): the same
+    # character limits as chat messages, per text and for the whole request
+    Rule("max_message_chars",   "prompt",                           longest_text,    "characters",         "each",  "string_above_max_length"),
+    Rule("max_total_chars",     "prompt",                           all_text,        "characters",         "total", "string_above_max_length"),
+    Rule("max_message_chars",   "suffix",                           longest_text,    "characters",         "each",  "string_above_max_length"),
+    Rule("max_inputs",          "input",                            length,          "inputs",             "each",  "array_above_max_length"),
+    Rule("max_message_chars",   "input",                            longest_text,    "characters",         "each",  "string_above_max_length"),
+    Rule("max_total_chars",     "input",                            all_text,        "characters",         "total", "string_above_max_length"),
     Rule("max_images",          "messages[*].content[*].image_url", one,             "images",             "total", "array_above_max_length"),
     Rule("max_image_bytes",     "messages[*].content[*].image_url", image_bytes,     "bytes",              "each",  "image_too_large"),
     Rule("max_tools",           "tools",                            length,          "tools",              "each",  "array_above_max_length"),
@@ -309,6 +335,7 @@ class Validator:
         self.allowed = Globs(config.allowed_models)
         self.allow_any = "*" in config.allowed_models  # the default: no glob to match per request
         self.denied = Globs(config.denied_models)
+        self.open = self.allow_any and not config.denied_models  # no gate at all (the default)
         self.overrides = Globs(config.models)
         names = {rule.limit for rule in RULES} | set(_OVERRIDABLE)
         self.base = Limits({n: getattr(config, n) for n in names}, {n: f"limits.{n}" for n in names})

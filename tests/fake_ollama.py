@@ -258,6 +258,8 @@ class FakeOllama:
         self.url = ""
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.headers: list[dict[str, str]] = []  # each request's headers, in the order received
+        self.targets: list[tuple[str, str]] = []  # (method, request target exactly as received)
+        self.raw_bodies: list[bytes] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.open_streams = 0
         self.client_disconnects = 0
@@ -349,7 +351,9 @@ class FakeOllama:
     # -------------------------------------------------------------- plumbing
     async def _record(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Records every request and parses POST bodies the way gin's ShouldBindJSON fails."""
+        self.targets.append((request.method, request.raw_path))
         raw = await request.read() if request.body_exists else b""
+        self.raw_bodies.append(raw)
         body: Any = None
         error: str | None = None
         if request.method == "POST":

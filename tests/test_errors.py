@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from proxy import errors
 from proxy.errors import (
+    UPSTREAM_FAULT_MESSAGE,
+    ExpectationFailed,
     InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
@@ -24,9 +26,11 @@ from proxy.errors import (
     RateLimited,
     RequestTimeout,
     StoreUnavailable,
+    UnsupportedMediaType,
     UnsupportedParameter,
     UpstreamBusy,
     UpstreamError,
+    UpstreamFault,
     UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -43,6 +47,8 @@ CLASSES = [
     (InvalidRequest, 400, "invalid_request_error", None),
     (PayloadTooLarge, 413, "invalid_request_error", "payload_too_large"),
     (RequestTimeout, 408, "invalid_request_error", "request_timeout"),
+    (ExpectationFailed, 417, "invalid_request_error", "expectation_failed"),
+    (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_content_encoding"),
     (UnsupportedParameter, 400, "invalid_request_error", "unsupported_parameter"),
     (PermissionDenied, 403, "permission_error", None),
     (NotFound, 404, "not_found_error", None),
@@ -51,6 +57,7 @@ CLASSES = [
     (RateLimited, 429, "rate_limit_error", "rate_limit_exceeded"),
     (StoreUnavailable, 503, "api_error", "store_unavailable"),
     (UpstreamError, 502, "api_error", "upstream_error"),
+    (UpstreamFault, 502, "server_error", "upstream_error"),
     (UpstreamUnavailable, 502, "api_error", "upstream_unreachable"),
     (UpstreamBusy, 503, "api_error", "upstream_busy"),
     (UpstreamMalformed, 502, "api_error", "upstream_malformed"),
@@ -68,8 +75,10 @@ def test_the_table_covers_every_error_class() -> None:
 def test_envelope_per_class(cls: type[ProxyError], status: int, type_: str, code: str | None) -> None:
     error = cls("Something went wrong.", param="messages[0].content")
     assert error.status == status
+    # An upstream fault keeps Ollama's text for the log and shows OpenAI's generic wording.
+    message = UPSTREAM_FAULT_MESSAGE if cls is UpstreamFault else "Something went wrong."
     assert to_envelope(error) == {
-        "error": {"message": "Something went wrong.", "type": type_, "param": "messages[0].content", "code": code}
+        "error": {"message": message, "type": type_, "param": "messages[0].content", "code": code}
     }
 
 
@@ -141,8 +150,10 @@ async def test_middleware_renders_each_class(client: TestClient[Any, Any], raise
     response = await client.get(f"/raise/{cls.__name__}")
     assert response.status == status
     assert response.content_type == "application/json"
-    assert await response.json() == {"error": {"message": "Nope.", "type": type_, "param": "temperature", "code": code}}
-    assert GENERATED.fullmatch(response.headers[REQUEST_ID_HEADER])
+    rid = response.headers[REQUEST_ID_HEADER]
+    message = f"{UPSTREAM_FAULT_MESSAGE} (request id {rid})" if cls is UpstreamFault else "Nope."
+    assert await response.json() == {"error": {"message": message, "type": type_, "param": "temperature", "code": code}}
+    assert GENERATED.fullmatch(rid)
     assert "Retry-After" not in response.headers
 
 

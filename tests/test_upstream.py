@@ -15,6 +15,7 @@ from yarl import URL
 
 from proxy.config import Timeouts, UpstreamConfig
 from proxy.errors import (
+    UPSTREAM_FAULT_MESSAGE,
     InvalidRequest,
     ModelNotFound,
     PermissionDenied,
@@ -22,6 +23,7 @@ from proxy.errors import (
     RateLimited,
     UpstreamBusy,
     UpstreamError,
+    UpstreamFault,
     UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -69,12 +71,12 @@ MAPPING = [
      UpstreamBusy, 503, None, "upstream_busy", "server busy, please try again.  maximum pending requests exceeded"),
     ("503 without a message", 503, "", None,
      UpstreamBusy, 503, None, "upstream_busy", "Ollama is busy; try again shortly."),
-    ("500 is UpstreamError 502 with Ollama's message", 500, "llama runner process has terminated: signal: killed",
-     "llama3.2", UpstreamError, 502, None, "upstream_error",
-     "Ollama answered HTTP 500: llama runner process has terminated: signal: killed"),
-    ("500 without a message", 500, "", None, UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 500"),
-    ("502 from a proxy in front of Ollama", 502, "", None,
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 502"),
+    # 5xx: the text (last column) is the logged detail; the client sees the generic message
+    ("500 is UpstreamFault 502, Ollama's message kept for the log", 500,
+     "llama runner process has terminated: signal: killed", "llama3.2", UpstreamFault, 502, None, "upstream_error",
+     "HTTP 500: llama runner process has terminated: signal: killed"),
+    ("500 without a message", 500, "", None, UpstreamFault, 502, None, "upstream_error", "HTTP 500"),
+    ("502 from a proxy in front of Ollama", 502, "", None, UpstreamFault, 502, None, "upstream_error", "HTTP 502"),
     ("a 4xx without Ollama's message is Ollama's fault", 400, "", None,
      UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 400"),
 ]  # fmt: skip
@@ -88,7 +90,16 @@ def test_error_from_status(status: int, message: str, model: str | None, cls: ty
                            param: str | None, code: str | None, text: str) -> None:
     error = error_from_status(status, message, model=model)
     assert type(error) is cls
-    assert (error.status, error.param, error.code, error.message) == (http_status, param, code, text)
+    assert (error.status, error.param, error.code, shown(error)) == (http_status, param, code, text)
+
+
+def shown(error: ProxyError) -> str:
+    """The message, or for an upstream fault its logged detail (the message is then generic)."""
+    if isinstance(error, UpstreamFault):
+        assert error.message == UPSTREAM_FAULT_MESSAGE and error.type == "server_error"
+        assert error.detail in error.log_text
+        return error.detail
+    return error.message
 
 
 def test_busy_carries_retry_after() -> None:
@@ -135,15 +146,15 @@ WIRE = [
      "application/json", UpstreamBusy, 503, None, "upstream_busy",
      "server busy, please try again.  maximum pending requests exceeded"),
     ("Ollama's 500 JSON", 500, b'{"error":"llama runner process has terminated: exit status 2"}', "application/json",
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 500: llama runner process has terminated: exit status 2"),
+     UpstreamFault, 502, None, "upstream_error", "HTTP 500: llama runner process has terminated: exit status 2"),
     ("an nginx 502 HTML page gives a message without HTML", 502, NGINX_502.encode(), "text/html",
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 502"),
+     UpstreamFault, 502, None, "upstream_error", "HTTP 502"),
     ("a 500 HTML page gives a message without HTML", 500, b"<h1>Internal Server Error</h1>", "text/html",
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 500"),
+     UpstreamFault, 502, None, "upstream_error", "HTTP 500"),
     ("a JSON error that is not a string is ignored", 500, b'{"error":{"nested":true}}', "application/json",
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 500"),
+     UpstreamFault, 502, None, "upstream_error", "HTTP 500"),
     ("an empty 500 body", 500, b"", "application/json",
-     UpstreamError, 502, None, "upstream_error", "Ollama answered HTTP 500"),
+     UpstreamFault, 502, None, "upstream_error", "HTTP 500"),
 ]  # fmt: skip
 
 
@@ -159,7 +170,7 @@ async def test_http_errors_from_the_wire(client: OllamaClient, mocked: aiorespon
         await client.request_json("POST", "/api/chat", BODY)
     error = info.value
     assert type(error) is cls
-    assert (error.status, error.param, error.code, error.message) == (http_status, param, code, text)
+    assert (error.status, error.param, error.code, shown(error)) == (http_status, param, code, text)
     assert "<" not in error.message
 
 

@@ -72,6 +72,7 @@ def test_every_overridable_limit_mirrors_its_global_key() -> None:
 
 def test_every_overridable_limit_is_checked_or_applied() -> None:
     checked = {rule.limit for rule in RULES} | {"default_max_tokens"}  # applied by with_defaults
+    checked |= {"allowed_options", "max_num_ctx", "max_keep_alive"}  # applied by extras.check_extras
     assert {f.name for f in dataclasses.fields(ModelLimits)} <= checked
 
 

@@ -27,6 +27,7 @@ from ..translate.stream import StreamState, frames_for_forced_read, frames_for_r
 from ..validate import with_defaults
 from .choices import relay_many, whole_answers
 from .common import (
+    check_ollama_extras,
     count_stream_tokens,
     json_response,
     new_id,
@@ -46,6 +47,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
     chat = from_openai(body)
+    await check_ollama_extras(request, chat.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(chat.body, limits)
     service = request.app.get(STORE_SERVICE)
     keep = should_store(chat.store, None if service is None else config.store.chat_completions)

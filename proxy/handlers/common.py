@@ -11,19 +11,26 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamMalformed
+from ..appkeys import CATALOG, CONFIG
+from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault, UpstreamMalformed
+from ..extras import check_extras, needs_context_length
 from ..ids import new_id
+from ..inbound import body_of
+from ..logs import escape
 from ..middleware import request_id
+from ..outbound import ClientStalled, WriteGuard, abort
 from ..outcome import CLIENT_CLOSED, Outcome
 from ..pool import Pool
 from ..sse import error_frame, start_event_stream
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
 from ..upstream import OllamaClient
+from ..validate import Limits
 
 __all__ = [
-    "count_stream_tokens", "json_response", "new_id", "read_json_object", "relay_stream", "whole_answer",
-]
+    "check_ollama_extras", "count_stream_tokens", "json_response", "new_id", "read_json_object",
+    "relay_stream", "stalled", "whole_answer",
+]  # fmt: skip
 
 log = logging.getLogger("proxy.stream")
 
@@ -32,7 +39,7 @@ S = TypeVar("S", bound=LineState)
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; aiohttp enforces the size limit while reading."""
-    raw = await request.read()
+    raw = await body_of(request)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -45,6 +52,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def check_ollama_extras(request: web.Request, body: dict[str, Any], limits: Limits) -> None:
+    """Hold Ollama's own knobs in ``body`` (the request Ollama gets) to ``limits``; the model's
+    context length is looked up (``/api/show``, cached by digest) only for a large ``num_ctx``."""
+    context_length = None
+    model = body.get("model")
+    if isinstance(model, str) and needs_context_length(body, limits):
+        context_length = await request.app[CATALOG].context_length(model)
+    check_extras(body, limits, context_length)
+
+
 def json_response(payload: Any, *, camel: bool = False, status: int = 200) -> web.Response:
     body = orjson.dumps(camelize(payload) if camel else payload)
     return web.Response(status=status, body=body, content_type="application/json")
@@ -55,7 +72,9 @@ def whole_answer(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UpstreamMalformed("Ollama sent an unexpected answer.")
     if "error" in data:
-        raise UpstreamError(str(data["error"] or "Ollama sent an unexpected answer."))
+        if message := data["error"]:  # Ollama's own failure: its text stays in the log
+            raise UpstreamFault(str(message))
+        raise UpstreamError("Ollama sent an unexpected answer.")
     return data
 
 
@@ -65,45 +84,51 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
 
     Faults after the headers went out end the stream with an error frame; a client that goes
-    away ends it quietly (leaving the caller's ``async with`` closes the upstream request).
+    away ends it quietly, and one that stops reading is cut off after ``server.write_timeout``
+    (leaving the caller's ``async with`` closes the upstream request and frees the slot).
     ``outcome`` learns when the first frame went out, the token counts and how the stream ended.
     """
     rid = request_id(request)
     response = await start_event_stream(request, rid)
-    try:
-        with client.idle_timer() as timer:
-            while data := await timer.read(upstream.content):
-                if state.done:
-                    continue  # the end of Ollama's body: read on so its connection can be reused
-                out = frames_for_read(state, data)
-                if outcome.first_byte is None and out:
-                    outcome.first_byte = time.monotonic()
-                if state.error is not None:
-                    log.warning("%s stream ended by upstream fault: %s", rid, state.error.message)
-                    outcome.error = "mid_stream"
-                    await response.write_eof(out)
-                    return response
-                if state.done:
-                    await response.write_eof(out)  # the last frames and the body's end in one write
-                elif out:
-                    await response.write(out)
-        if not state.done:
-            raise UpstreamError("Ollama ended the stream before it was complete.")
-    except ProxyError as exc:
-        log.warning("%s stream ended by upstream fault: %s", rid, exc.message)
-        outcome.error = "mid_stream"
-        await _end_with_error(response, exc)
-    except ConnectionResetError:
-        log.info("%s client went away mid-stream; upstream request closed", rid)
-        outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
-    except Exception:
-        # A bug, after the status went out: the middleware can no longer answer, so the stream
-        # ends with a generic error frame (the traceback stays in the log).
-        log.exception("%s stream failed", rid)
-        outcome.error = "internal"
-        await _end_with_error(response, ProxyError(f"The proxy hit an internal error (request id {rid})."))
-    finally:
-        count_stream_tokens(outcome, state)
+    with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
+        try:
+            with client.idle_timer() as timer:
+                while data := await timer.read(upstream.content):
+                    if state.done:
+                        continue  # the end of Ollama's body: read on so its connection can be reused
+                    frames = frames_for_read(state, data)
+                    if outcome.first_byte is None and frames:
+                        outcome.first_byte = time.monotonic()
+                    if state.error is not None:
+                        log.warning("%s stream ended by upstream fault: %s", rid, state.error.log_text)
+                        outcome.error = "mid_stream"
+                        await out.write_eof(frames)
+                        return response
+                    if state.done:
+                        await out.write_eof(frames)  # the last frames and the body's end in one write
+                    elif frames:
+                        await out.write(frames)
+            if not state.done:
+                raise UpstreamError("Ollama ended the stream before it was complete.")
+        except ProxyError as exc:
+            log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
+            outcome.error = "mid_stream"
+            await _end_with_error(request, out, exc, rid)
+        except ClientStalled as exc:
+            outcome.status, outcome.error = CLIENT_CLOSED, "client_stalled"
+            stalled(request, rid, exc)
+        except ConnectionResetError:
+            log.info("%s client went away mid-stream; upstream request closed", rid)
+            outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
+        except Exception:
+            # A bug, after the status went out: the middleware can no longer answer, so the stream
+            # ends with a generic error frame (the traceback stays in the log).
+            log.exception("%s stream failed", rid)
+            outcome.error = "internal"
+            error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
+            await _end_with_error(request, out, error, rid)
+        finally:
+            count_stream_tokens(outcome, state)
     return response
 
 
@@ -114,8 +139,17 @@ def count_stream_tokens(outcome: Outcome, *states: LineState) -> None:
     outcome.completion_tokens += sum(max(0, state.lines - 1) for state in states if state.final is None)
 
 
-async def _end_with_error(response: web.StreamResponse, error: ProxyError) -> None:
+def stalled(request: web.Request, rid: str, exc: ClientStalled) -> None:
+    """Log a client that stopped reading, once, and drop its connection."""
+    log.warning("%s %s %s: %s; stream aborted, upstream request closed", rid, request.method,
+                escape(request.path), exc)
+    abort(request)
+
+
+async def _end_with_error(request: web.Request, out: WriteGuard, error: ProxyError, rid: str) -> None:
     try:
-        await response.write_eof(error_frame(error))
+        await out.write_eof(error_frame(error, rid))
+    except ClientStalled as exc:
+        stalled(request, rid, exc)
     except ConnectionResetError:
         pass  # the client is gone too; nothing left to tell

@@ -17,7 +17,14 @@ from ..translate.completions import (
     to_completion,
 )
 from ..validate import with_defaults
-from .common import json_response, new_id, read_json_object, relay_stream, whole_answer
+from .common import (
+    check_ollama_extras,
+    json_response,
+    new_id,
+    read_json_object,
+    relay_stream,
+    whole_answer,
+)
 
 __all__ = ["completions"]
 
@@ -30,6 +37,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     completion = from_openai(body)
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
     camel = config.response.keys == "camel"
+    await check_ollama_extras(request, completion.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(completion.body, limits)
     async with (
         request.app[ADMISSION].slot(completion.model),

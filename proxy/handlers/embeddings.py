@@ -7,15 +7,16 @@ from aiohttp import web
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..outcome import account
 from ..translate.embeddings import from_openai, to_embedding_list
-from .common import json_response, read_json_object
+from .common import check_ollama_extras, json_response, read_json_object
 
 __all__ = ["embeddings"]
 
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
+    limits = request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
     embed = from_openai(body)
+    await check_ollama_extras(request, embed.body, limits)  # options.*, num_ctx, keep_alive
     async with (
         request.app[ADMISSION].slot(embed.model),
         account(request, "embeddings", embed.model) as outcome,

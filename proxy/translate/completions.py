@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
+from ..errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError, UpstreamFault
 from .chat import OLLAMA_OPTIONS, finish_reason, to_options, to_usage
 from .fields import (
     boolean,
@@ -278,7 +278,7 @@ def chunks_for(state: CompletionStream, line: bytes) -> bytes:
     if not isinstance(data, dict):
         raise UpstreamError("Ollama sent a malformed stream line.")
     if "error" in data:
-        raise UpstreamError(str(data["error"]) or "Ollama reported an error.")
+        raise UpstreamFault(str(data["error"]) or "Ollama reported an error.")  # text: log only
     text = data.get("response")
     text = text if isinstance(text, str) else ""
     lp = None

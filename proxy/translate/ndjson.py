@@ -49,9 +49,9 @@ def frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def error_frame(error: ProxyError) -> bytes:
+def error_frame(error: ProxyError, request_id: str | None = None) -> bytes:
     """The frame that reports ``error`` inside a started stream (the SDKs raise ``APIError``)."""
-    return frame(to_envelope(error))
+    return frame(to_envelope(error, request_id))
 
 
 def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes]) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ProxyError, UpstreamError
+from ..errors import ProxyError, UpstreamError, UpstreamFault
 from .chat import (
     PLAIN,
     ReplyShape,
@@ -186,7 +186,8 @@ def _is_utf8(raw: bytes) -> bool:
 
 def _full_path(state: StreamState, data: dict[str, Any]) -> bytes:
     if "error" in data:
-        raise UpstreamError(str(data["error"]) or "Ollama reported an error.")
+        # Ollama's runner failed mid-answer; its text (paths, GPU errors) is for the log only.
+        raise UpstreamFault(str(data["error"]) or "Ollama reported an error.")
     message = data.get("message")
     if not isinstance(message, dict):
         message = {}

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from tests.fake_ollama import FakeOllama, Reply
@@ -78,3 +79,35 @@ async def test_started_proxy_serves_the_sdk_and_stops_cleanly_on_sigterm(
     assert await asyncio.wait_for(process.wait(), 15) == 0
     assert process.stderr is not None
     assert b"Traceback" not in await process.stderr.read()
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_the_log_cannot_be_forged_and_has_no_tracebacks_for_malformed_requests(
+    start_proxy: object, fake_ollama: FakeOllama, tmp_path: Path, fmt: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[log]\nformat = "{fmt}"\n')
+    process, port = await start_proxy("--config", str(config))  # type: ignore[operator]
+    await fake_ollama.stop()  # a 502, logged with the path the client chose
+    answers = []
+    for request in (
+        b"GET /v1/models/x%0D%1B%5B2K%E2%80%A8forged HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+        b"GET /livez HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",  # aiohttp's own 400
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        answers.append(await asyncio.wait_for(reader.read(), 5))
+        writer.close()
+    # no versions in Server, also on the 400 aiohttp sends before any proxy code runs
+    assert all(b"\r\nserver: ollama-openai-proxy\r\n" in a.lower() for a in answers), answers
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 15) == 0
+    assert process.stderr is not None
+    err = (await process.stderr.read()).decode()
+    assert not any(c in err for c in "\r\x1b\u2028") and "Traceback" not in err and " ERROR " not in err
+    lines = err.splitlines()
+    assert any("malformed request" in line for line in lines)
+    if fmt == "json":
+        records = [orjson.loads(line) for line in lines]  # every line is one JSON object
+        failed = next(r for r in records if "-> 502" in r["message"])
+        assert failed["request_id"].startswith("req_") and failed["level"] == "warning"

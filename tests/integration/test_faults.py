@@ -75,9 +75,12 @@ BEFORE_HEADERS = [
      True, 504, "upstream_timeout", "0.3 s", 0.3),
     ("hang without answering (non-streaming)", Reply(hang=True), {"upstream": {"timeouts": {"first_byte": 0.3}}},
      False, 504, "upstream_timeout", "0.3 s", 0.3),
+    # Ollama's own failures: OpenAI's generic text and the request id; Ollama's text only in the log
     ("HTTP 500 with Ollama's error", Reply(status=500, error="llama runner process has terminated"), {},
-     True, 502, "upstream_error", "llama runner process has terminated", 0.0),
-    ("an HTML error page", Reply(status=502, html_error=True), {}, False, 502, "upstream_error", "HTTP 502", 0.0),
+     True, 502, "upstream_error",
+     "The model server had an error while processing your request. (request id fault-upstream_error-502)", 0.0),
+    ("an HTML error page", Reply(status=502, html_error=True), {}, False, 502, "upstream_error",
+     "The model server had an error", 0.0),
     ("a non-streamed answer cut off midway (it did connect)", Reply(die_after_lines=2), {}, False,
      502, "upstream_error", "Ollama closed the connection before the answer was complete", 0.0),
     ("Ollama's queue is full", Reply(status=503, error=BUSY), {}, True, 503, "upstream_busy", BUSY, 0.0),
@@ -107,6 +110,9 @@ async def test_faults_before_the_headers_are_an_error_status(
         assert headers["Retry-After"] == "1"  # the SDKs retry a 503 and honour Retry-After
     records = fault_records(caplog)
     assert len(records) == 1 and rid in records[0].getMessage()
+    if reply is not None and reply.status >= 500 and reply.status != 503:
+        assert error["type"] == "server_error"
+        assert reply.error is None or (reply.error not in error["message"] and reply.error in records[0].getMessage())
     assert app[ADMISSION].active == 0 and not app[CLIENT].session.connector._acquired  # type: ignore[union-attr]
     if reply is not None:
         fake_ollama.push(Reply(content="fine again"))

@@ -205,14 +205,16 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(start_proxy: Start, fake_o
     assert chat_requests(fake_ollama) == []
 
 
-async def test_a_compressed_bomb_is_cut_off_at_the_limit(start_proxy: Start) -> None:
+@pytest.mark.parametrize("accept, status", [(False, 415), (True, 413)], ids=["refused", "inflated to the limit"])
+async def test_a_compressed_bomb_is_cut_off_at_the_limit(start_proxy: Start, accept: bool, status: int) -> None:
     import zlib
 
-    url, _ = await start_proxy({"limits": {"max_body_bytes": 65536}})
+    url, _ = await start_proxy({"limits": {"max_body_bytes": 65536},
+                                "server": {"accept_compressed_requests": accept}})
     bomb = zlib.compress(b" " * (16 << 20))  # 16 MiB of spaces in ~16 KiB
     headers = {"Content-Encoding": "deflate", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as session, session.post(url + CHAT, data=bomb, headers=headers) as r:
-        assert r.status == 413
+        assert r.status == status
 
 
 # ---- slow clients --------------------------------------------------------------------------------

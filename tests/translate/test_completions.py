@@ -401,7 +401,7 @@ def test_stream_camel_keys() -> None:
     [
         (b"not json", "malformed"),
         (b"[1]", "malformed"),
-        (b'{"error":"model runner crashed"}', "model runner crashed"),
+        (b'{"error":"model runner crashed"}', "The model server had an error"),  # text: log only
     ],
     ids=["garbage line", "not an object", "ollama's error line"],
 )
@@ -417,8 +417,8 @@ def test_a_fault_keeps_the_frames_before_it_then_an_error_frame() -> None:
         state, line("a") + line("b") + b'{"error":"model runner crashed"}\n' + line("c")
     )
     assert out == sse("a") + sse("b") + (
-        b'data: {"error":{"message":"model runner crashed","type":"api_error","param":null,'
-        b'"code":"upstream_error"}}\n\n'
+        b'data: {"error":{"message":"The model server had an error while processing your request.",'
+        b'"type":"server_error","param":null,"code":"upstream_error"}}\n\n'
     )
     assert state.done and state.error is not None
     assert frames_for_read(state, line("d")) == b""

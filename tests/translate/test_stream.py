@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.errors import UpstreamError
+from proxy.errors import UPSTREAM_FAULT_MESSAGE, UpstreamError, UpstreamFault
 from proxy.translate import stream
 from proxy.translate.chat import ReplyShape, ResponseContext
 from proxy.translate.stream import (
@@ -394,6 +394,18 @@ def error_frame_bytes(message: str) -> bytes:
     return sse({"error": {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}})
 
 
+FAULT_FRAME = sse({"error": {"message": UPSTREAM_FAULT_MESSAGE, "type": "server_error", "param": None,
+                              "code": "upstream_error"}})
+
+
+def assert_faulted_by(state: StreamState, out: bytes, detail: str) -> None:
+    """Ollama's own error line ends the stream with OpenAI's generic text; its text is kept for
+    the log (issue 8: paths and GPU errors never reach the client)."""
+    assert out.endswith(FAULT_FRAME) and detail.encode() not in out
+    assert DONE not in out and state.done
+    assert isinstance(state.error, UpstreamFault) and state.error.detail == detail
+
+
 def assert_ended_by(state: StreamState, out: bytes, message: str) -> None:
     """A faulty upstream ends the stream: an error frame last, no [DONE], the fault kept."""
     assert out.endswith(error_frame_bytes(message))
@@ -436,28 +448,28 @@ def test_an_error_line_ends_the_stream_with_ollamas_message() -> None:
     state = state_for("llama3.2")
     out = frames_for_read(state, ERRORED)
     before = b"".join(chunk("llama3.2", d, include_usage=False, camel=False) for d, _ in PLAIN_DELTAS[:2])
-    assert out == before + error_frame_bytes(OLLAMA_ERROR)
-    assert_ended_by(state, out, OLLAMA_ERROR)
+    assert out == before + FAULT_FRAME
+    assert_faulted_by(state, out, OLLAMA_ERROR)
 
 
 def test_chunks_for_raises_an_error_line_as_upstream_error() -> None:
-    with pytest.raises(UpstreamError) as info:
+    with pytest.raises(UpstreamFault) as info:
         chunks_for(state_for("llama3.2"), ERROR_LINE.strip())
-    assert (info.value.status, info.value.code, info.value.message) == (502, "upstream_error", OLLAMA_ERROR)
+    assert (info.value.status, info.value.code, info.value.detail) == (502, "upstream_error", OLLAMA_ERROR)
 
 
 def test_an_error_line_first_ends_the_stream_before_any_frame() -> None:
     message = "model runner has unexpectedly stopped, this may be due to resource limitations"
     state = state_for("llama3.2")
     out = frames_for_read(state, orjson.dumps({"error": message}) + b"\n")
-    assert out == error_frame_bytes(message)
-    assert_ended_by(state, out, message)
+    assert out == FAULT_FRAME
+    assert_faulted_by(state, out, message)
 
 
 def test_an_empty_error_message_still_says_ollama_failed() -> None:
-    with pytest.raises(UpstreamError) as info:
+    with pytest.raises(UpstreamFault) as info:
         chunks_for(state_for("llama3.2"), b'{"error":""}')
-    assert info.value.message == "Ollama reported an error."
+    assert info.value.detail == "Ollama reported an error."
 
 
 @pytest.mark.parametrize("raw", [ERRORED, MALFORMED], ids=["error line", "malformed line"])
