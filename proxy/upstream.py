@@ -29,8 +29,8 @@ from .errors import (
     RateLimited,
     UpstreamBusy,
     UpstreamError,
-    UpstreamMalformed,
     UpstreamFault,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnavailable,
 )

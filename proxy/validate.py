@@ -44,6 +44,14 @@ Measure = Callable[[Any], float | None]
 # ---- measures: a value → a number, or None when the value is not this rule's business ----------
 
 
+def item_count(value: Any) -> float | None:
+    """Items of a Responses ``input`` list (objects); an embeddings ``input`` of strings or token
+    ids is ``max_inputs``' business, not this."""
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return len(value)
+    return None
+
+
 def length(value: Any) -> float | None:
     return len(value) if isinstance(value, list) else None
 
@@ -179,7 +187,7 @@ RULES: tuple[Rule, ...] = (
     Rule("max_json_depth",      _ARGS,                              json_depth,      "levels of nesting",  "each",  "json_too_deep"),
     # /v1/responses: the same limits where its body holds the same things (chat bodies have no
     # "input" or "instructions", so these rows cost chat one dict lookup each)
-    Rule("max_messages",        "input",                            length,          "items",              "each",  "array_above_max_length"),
+    Rule("max_messages",        "input",                            item_count,      "items",              "each",  "array_above_max_length"),
     Rule("max_message_chars",   "input",                            text_chars,      "characters",         "each",  "string_above_max_length"),
     Rule("max_message_chars",   "instructions",                     text_chars,      "characters",         "each",  "string_above_max_length"),
     Rule("max_message_chars",   "input[*].content",                 text_chars,      "characters",         "each",  "string_above_max_length"),

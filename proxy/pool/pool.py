@@ -179,13 +179,19 @@ class Pool:
         return PoolCall(self, method, path, body, None, None, first_byte, True, check=True)
 
     def send(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-             first_byte: float | None = None, auto_decompress: bool = True) -> Call | PoolCall:
-        """As ``OllamaClient.send`` (the pass-through), on the server chosen for the model in ``data``."""
+             first_byte: float | None = None, auto_decompress: bool = True, encoded: bool = False) -> Call | PoolCall:
+        """As ``OllamaClient.send`` (the pass-through), on the server chosen for the model in ``data``.
+        ``encoded``: ``path`` is canonical and escaped already, sent exactly as it is."""
         if self.single is not None:
             SERVED_BY.set(self.single.name)
             return self.single.client.send(method, path, data=data, headers=headers, first_byte=first_byte,
-                                           auto_decompress=auto_decompress)
-        return PoolCall(self, method, path, None, data, headers, first_byte, auto_decompress, check=False)
+                                           auto_decompress=auto_decompress, encoded=encoded)
+        return PoolCall(self, method, path, None, data, headers, first_byte, auto_decompress, check=False,
+                        encoded=encoded)
+
+    async def error_text(self, response: aiohttp.ClientResponse) -> str:
+        """Ollama's ``{"error": ...}`` message of ``response`` (any server's client reads it alike)."""
+        return await self.servers[0].client.error_text(response)
 
     async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
                            *, first_byte: float | None = None) -> Any:
@@ -398,13 +404,14 @@ class PoolCall:
     """``async with``: the chosen server's response (as ``OllamaClient.open``/``send``), failed
     over before the answer started; the request stays counted in flight until the exit."""
 
-    __slots__ = ("_auto_decompress", "_body", "_call", "_check", "_data", "_first_byte", "_headers",
-                 "_method", "_path", "_pool", "_server")
+    __slots__ = ("_auto_decompress", "_body", "_call", "_check", "_data", "_encoded", "_first_byte",
+                 "_headers", "_method", "_path", "_pool", "_server")
 
     def __init__(self, pool: Pool, method: str, path: str, body: dict[str, Any] | None, data: bytes | None,
                  headers: dict[str, str] | None, first_byte: float | None, auto_decompress: bool,
-                 *, check: bool) -> None:
+                 *, check: bool, encoded: bool = False) -> None:
         self._pool, self._method, self._path = pool, method, path
+        self._encoded = encoded
         self._body, self._data, self._headers = body, data, headers
         self._first_byte, self._auto_decompress, self._check = first_byte, auto_decompress, check
         self._call: Call | None = None
@@ -423,7 +430,8 @@ class PoolCall:
             client = server.client
             call = (client.open(self._method, self._path, body, first_byte=self._first_byte) if self._check else
                     client.send(self._method, self._path, data=self._data, headers=self._headers,
-                                first_byte=self._first_byte, auto_decompress=self._auto_decompress))
+                                first_byte=self._first_byte, auto_decompress=self._auto_decompress,
+                                encoded=self._encoded))
             started = loop.time()
             try:
                 response = await call.__aenter__()

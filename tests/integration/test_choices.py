@@ -70,7 +70,7 @@ async def test_a_fault_in_one_choice_ends_the_stream(client: openai.AsyncOpenAI,
     with pytest.raises(openai.APIError) as info:
         async for _ in await client.chat.completions.create(model="llama3.2", messages=USER, n=2, stream=True):
             pass
-    assert "CUDA error" in info.value.message
+    assert "The model server had an error" in info.value.message  # Ollama's text stays in the log
 
 
 async def test_a_refusal_before_any_frame_is_an_http_status(client: openai.AsyncOpenAI) -> None:
