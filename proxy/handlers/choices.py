@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ..appkeys import ADMISSION, CLIENT
+from ..appkeys import ADMISSION, CLIENT, CONFIG
 from ..errors import ProxyError, UpstreamError
 from ..middleware import request_id
+from ..outbound import ClientStalled, WriteGuard
 from ..sse import error_frame, start_event_stream
 from ..translate.stream import StreamState, closing_frames
-from .common import whole_answer
+from .common import stalled, whole_answer
 
 __all__ = ["relay_many", "whole_answers"]
 
@@ -134,25 +135,29 @@ async def _write(request: web.Request, states: list[StreamState], queue: asyncio
     rid = request_id(request)
     response = await start_event_stream(request, rid)
     left = len(states)
-    try:
-        while left:
-            out, ended, error = await queue.get()
-            if error is not None:
-                log.warning("%s stream ended by upstream fault: %s", rid, error.message)
-                await response.write_eof(out)
-                return response
-            left -= ended
-            if not left:
-                await response.write_eof(out + closing_frames(states))
-            elif out:
-                await response.write(out)
-    except ConnectionResetError:
-        log.info("%s client went away mid-stream; upstream requests closed", rid)
-    except Exception:
-        # A bug, after the status went out: a generic error frame, the traceback in the log.
-        log.exception("%s stream failed", rid)
+    with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out_guard:
         try:
-            await response.write_eof(error_frame(ProxyError(f"The proxy hit an internal error (request id {rid}).")))
+            while left:
+                out, ended, error = await queue.get()
+                if error is not None:
+                    log.warning("%s stream ended by upstream fault: %s", rid, error.log_text)
+                    await out_guard.write_eof(out)
+                    return response
+                left -= ended
+                if not left:
+                    await out_guard.write_eof(out + closing_frames(states))
+                elif out:
+                    await out_guard.write(out)
+        except ClientStalled as exc:
+            stalled(request, rid, exc)
         except ConnectionResetError:
-            pass  # the client is gone too
+            log.info("%s client went away mid-stream; upstream requests closed", rid)
+        except Exception:
+            # A bug, after the status went out: a generic error frame, the traceback in the log.
+            log.exception("%s stream failed", rid)
+            try:
+                await out_guard.write_eof(
+                    error_frame(ProxyError(f"The proxy hit an internal error (request id {rid}).")))
+            except (ClientStalled, ConnectionResetError):
+                pass  # the client is gone too
     return response

@@ -26,6 +26,7 @@ from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
 from ..middleware import request_id
+from ..outbound import ClientStalled, WriteGuard
 from ..outcome import CLIENT_CLOSED, Outcome, account
 from ..pool import Pool
 from ..responses_store import RESPONSE_RECORDS, ResponseRecords
@@ -43,7 +44,14 @@ from ..translate.responses_input import item_ids, references, response_of
 from ..translate.responses_stream import ResponsesStream, failed, frames_for_read, new_stream
 from ..upstream import OllamaClient
 from ..validate import with_defaults
-from .common import count_stream_tokens, json_response, new_id, read_json_object, whole_answer
+from .common import (
+    count_stream_tokens,
+    json_response,
+    new_id,
+    read_json_object,
+    stalled,
+    whole_answer,
+)
 
 __all__ = ["create_response", "delete_response", "list_input_items", "retrieve_response"]
 
@@ -164,11 +172,19 @@ async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: ai
     """Ollama's NDJSON → Responses events, each read's events in one write, at once.
 
     The terminal event waits for the store. Faults end the response with ``response.failed``; a
-    client that goes away ends it quietly (leaving the caller's ``async with`` closes Ollama's
-    request).
+    client that goes away ends it quietly, and one that stops reading is cut off after
+    ``server.write_timeout`` (leaving the caller's ``async with`` closes Ollama's request).
     """
     rid = request_id(request)
     response = await start_event_stream(request, rid)
+    with WriteGuard(response, request.app[CONFIG].server.write_timeout) as guard:
+        return await _relay_guarded(request, client, upstream, state, outcome, keep, guard, rid)
+
+
+async def _relay_guarded(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
+                         state: ResponsesStream, outcome: Outcome, keep: Keeping | None, guard: WriteGuard,
+                         rid: str) -> web.StreamResponse:
+    response = guard.response
     ended = False  # whether the terminal event went out
     try:
         with client.idle_timer() as timer:
@@ -180,24 +196,27 @@ async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: ai
                     outcome.first_byte = time.monotonic()
                 if state.done:
                     if state.error is not None:
-                        log.warning("%s response stream ended by upstream fault: %s", rid, state.error.message)
+                        log.warning("%s response stream ended by upstream fault: %s", rid, state.error.log_text)
                         outcome.error = "mid_stream"
                     ended = True
-                    await _end(response, state, keep, out, rid)
+                    await _end(request, guard, state, keep, out, rid)
                     if state.error is not None:
                         return response
                 elif out:
-                    await response.write(out)
+                    await guard.write(out)
         if not state.done:
             raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
         if ended:  # a fault while draining Ollama's body after the answer was whole: nothing lost
             log.info("%s after the response ended: %s", rid, exc.message)
             return response
-        log.warning("%s response stream ended by upstream fault: %s", rid, exc.message)
+        log.warning("%s response stream ended by upstream fault: %s", rid, exc.log_text)
         outcome.error = "mid_stream"
         ended = True
-        await _end(response, state, keep, failed(state, exc), rid, terminal=False)
+        await _end(request, guard, state, keep, failed(state, exc), rid, terminal=False)
+    except ClientStalled as exc:
+        outcome.status, outcome.error = CLIENT_CLOSED, "client_stalled"
+        stalled(request, rid, exc)
     except ConnectionResetError:
         log.info("%s client went away mid-stream; upstream request closed", rid)
         outcome.status, outcome.error = CLIENT_CLOSED, "client_disconnect"
@@ -207,13 +226,13 @@ async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: ai
         outcome.error = "internal"
         if not ended:
             error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
-            await _end(response, state, None, failed(state, error), rid, terminal=False)
+            await _end(request, guard, state, None, failed(state, error), rid, terminal=False)
     finally:
         count_stream_tokens(outcome, state)
     return response
 
 
-async def _end(response: web.StreamResponse, state: ResponsesStream, keep: Keeping | None, out: bytes, rid: str,
+async def _end(request: web.Request, guard: WriteGuard, state: ResponsesStream, keep: Keeping | None, out: bytes, rid: str,
                *, terminal: bool = True) -> None:
     """Store the finished response (if kept), then send the last events and the body's end.
 
@@ -230,7 +249,9 @@ async def _end(response: web.StreamResponse, state: ResponsesStream, keep: Keepi
                 out += failed(state, ProxyError(f"The response could not be stored (request id {rid})."))
                 terminal = False
     try:
-        await response.write_eof(out + state.terminal if terminal else out)
+        await guard.write_eof(out + state.terminal if terminal else out)
+    except ClientStalled as exc:
+        stalled(request, rid, exc)
     except ConnectionResetError:
         pass  # the client is gone; the response is stored all the same
 

@@ -157,6 +157,9 @@ async def test_an_answer_read_whole_is_held_to_max_answer_bytes(
 STALLS = [
     ("an SSE stream", "/v1/chat/completions", {"model": "llama3.2", "messages": USER, "stream": True}),
     ("a pass-through stream", "/api/chat", {"model": "llama3.2", "messages": USER}),
+    ("a Responses stream", "/v1/responses", {"model": "llama3.2", "input": "hi", "stream": True}),
+    ("n = 2 choices streamed", "/v1/chat/completions",
+     {"model": "llama3.2", "messages": USER, "stream": True, "n": 2}),
 ]  # fmt: skip
 
 
@@ -165,9 +168,11 @@ async def test_a_client_that_never_reads_is_cut_off_and_its_slot_given_back(
     app_factory: AppFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture,
     path: str, body: dict[str, Any],
 ) -> None:
+    slots = body.get("n", 1)  # each choice holds a slot of its own
     url, app = await app_factory({"server": {"write_timeout": 0.3}, "passthrough": {"enabled": True},
-                                  "admission": {"max_concurrent": 1, "max_queue": 0}})
-    fake_ollama.push(Reply(chunks=["x" * 8000] * 2500))  # 20 MB: far more than any socket buffers
+                                  "admission": {"max_concurrent": slots, "max_queue": 0}})
+    for _ in range(slots):
+        fake_ollama.push(Reply(chunks=["x" * 8000] * 2500))  # 20 MB: far more than any socket buffers
     host, port = url.removeprefix("http://").split(":")
     loop = asyncio.get_running_loop()
     with socket.socket() as sock:
