@@ -68,6 +68,36 @@ async def _stop(tasks: Sequence[asyncio.Future[Any]]) -> None:
 
 # An item of the merged stream: frames to write, and whether (and how) one choice ended.
 _Item = tuple[bytes, bool, ProxyError | None]
+# Reads held for the client once the answer is being written: past this, every choice waits for
+# the client, so a slow reader slows Ollama's reads as it does for a single stream.
+BACKLOG_READS = 64
+
+
+class Backlog:
+    """The merged stream's queue. Unbounded until the answer starts (a choice waiting for a slot
+    that another choice holds needs that one read to its end), then at most ``limit`` reads."""
+
+    def __init__(self, limit: int = BACKLOG_READS) -> None:
+        self.items: asyncio.Queue[_Item] = asyncio.Queue()
+        self.limit = limit
+        self.bounded = False  # set once the answer's headers are out
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def put_nowait(self, item: _Item) -> None:
+        self.items.put_nowait(item)
+
+    async def put(self, item: _Item) -> None:
+        self.items.put_nowait(item)
+        if self.bounded and self.items.qsize() >= self.limit:
+            self._space.clear()
+            await self._space.wait()
+
+    async def get(self) -> _Item:
+        item = await self.items.get()
+        if self.items.qsize() < self.limit:
+            self._space.set()
+        return item
 
 
 async def relay_many(request: web.Request, model: str, bodies: list[dict[str, Any]],
@@ -75,7 +105,7 @@ async def relay_many(request: web.Request, model: str, bodies: list[dict[str, An
     """Stream ``len(bodies)`` answers as one: frames as they come, the end once all ended."""
     loop = asyncio.get_running_loop()
     heads: list[asyncio.Future[None]] = [loop.create_future() for _ in bodies]
-    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    queue = Backlog()
     tasks = [asyncio.ensure_future(_pump(request, model, body, state, reader, head, queue))
              for body, state, head in zip(bodies, states, heads, strict=True)]
     del bodies  # each pump holds its own until sent
@@ -93,7 +123,7 @@ async def relay_many(request: web.Request, model: str, bodies: list[dict[str, An
 
 
 async def _pump(request: web.Request, model: str, body: dict[str, Any], state: StreamState,
-                reader: Reader, head: asyncio.Future[None], queue: asyncio.Queue[_Item]) -> None:
+                reader: Reader, head: asyncio.Future[None], queue: Backlog) -> None:
     """One choice: its slot, its upstream request, its frames onto ``queue``, then its end."""
     client = request.app[CLIENT]
     try:
@@ -111,7 +141,7 @@ async def _pump(request: web.Request, model: str, body: dict[str, Any], state: S
                             queue.put_nowait((out, True, state.error))
                             return
                         if out:
-                            queue.put_nowait((out, False, None))
+                            await queue.put((out, False, None))
                 if not state.done:
                     raise UpstreamError("Ollama ended the stream before it was complete.")
     except ProxyError as exc:
@@ -124,16 +154,17 @@ async def _pump(request: web.Request, model: str, body: dict[str, Any], state: S
     queue.put_nowait((b"", True, None))
 
 
-def _fail(head: asyncio.Future[None], queue: asyncio.Queue[_Item], error: ProxyError) -> None:
+def _fail(head: asyncio.Future[None], queue: Backlog, error: ProxyError) -> None:
     if not head.done():
         head.set_exception(error)  # before the stream started: the answer's HTTP status
     else:
         queue.put_nowait((error_frame(error), True, error))
 
 
-async def _write(request: web.Request, states: list[StreamState], queue: asyncio.Queue[_Item]) -> web.StreamResponse:
+async def _write(request: web.Request, states: list[StreamState], queue: Backlog) -> web.StreamResponse:
     rid = request_id(request)
     response = await start_event_stream(request, rid)
+    queue.bounded = True
     left = len(states)
     with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out_guard:
         try:
