@@ -9,11 +9,15 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     │   ├── PayloadTooLarge         413
     │   ├── RequestTimeout          408 code=request_timeout     (body too slow)
     │   └── UnsupportedParameter    400 code=unsupported_parameter
+    ├── Unauthorized                401 invalid_request_error   code=invalid_api_key (WWW-Authenticate)
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
     │   └── ModelNotFound           404 invalid_request_error  code=model_not_found
     ├── MethodNotAllowed            405 invalid_request_error
+    ├── UnsupportedMediaType        415 invalid_request_error   code=unsupported_media_type
     ├── RateLimited                 429 rate_limit_error        (Retry-After)
+    │   └── RateLimitExceeded       429 type=tokens|requests    (a key's rpm/tpm/max_concurrent; .kind)
+    ├── LimiterUnavailable          503 api_error               code=rate_limiter_unavailable
     └── UpstreamError               502 api_error               (Ollama failed)
         ├── UpstreamUnavailable     502 code=upstream_unreachable
         ├── UpstreamBusy            503 code=upstream_busy       (Retry-After)
@@ -29,14 +33,18 @@ from typing import Any
 
 __all__ = [
     "InvalidRequest",
+    "LimiterUnavailable",
     "MethodNotAllowed",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "ProxyError",
+    "RateLimitExceeded",
     "RateLimited",
     "RequestTimeout",
+    "Unauthorized",
+    "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamBusy",
     "UpstreamError",
@@ -52,6 +60,7 @@ class ProxyError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers this error always carries
 
     def __init__(
         self,
@@ -92,6 +101,23 @@ class UnsupportedParameter(InvalidRequest):
     code = "unsupported_parameter"
 
 
+class Unauthorized(ProxyError):
+    """No usable API key (missing, unknown, expired or disabled), as OpenAI answers it."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+    headers = (("WWW-Authenticate", "Bearer"),)
+
+
+class UnsupportedMediaType(ProxyError):
+    """A JSON route sent a body that is not declared JSON (so no CORS preflight guarded it)."""
+
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class PermissionDenied(ProxyError):
     status = 403
     type = "permission_error"
@@ -117,6 +143,28 @@ class RateLimited(ProxyError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class RateLimitExceeded(RateLimited):
+    """A key's own limit: ``kind`` is ``"requests"``, ``"tokens"`` or ``"concurrency"``.
+
+    OpenAI puts the limit's kind in ``type`` (``"tokens"`` or ``"requests"``); the headers are
+    the ``x-ratelimit-*`` set of the refused request.
+    """
+
+    def __init__(self, message: str, *, kind: str = "requests", retry_after: float | None = None,
+                 headers: tuple[tuple[str, str], ...] = (), param: str | None = None) -> None:
+        super().__init__(message, param=param, retry_after=retry_after)
+        self.kind = kind
+        self.type = kind if kind in ("tokens", "requests") else "rate_limit_error"
+        self.headers = headers
+
+
+class LimiterUnavailable(ProxyError):
+    """The shared rate-limit store cannot be reached and ``on_backend_error = "fail_closed"``."""
+
+    status = 503
+    code = "rate_limiter_unavailable"
 
 
 class UpstreamError(ProxyError):

@@ -24,7 +24,10 @@ from aiohttp import web
 from .caller import caller
 from .errors import ProxyError
 
-__all__ = ["CLIENT_CLOSED", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
+__all__ = [
+    "CLIENT_CLOSED", "OUTCOME_LISTENERS", "REQUEST_OUTCOMES", "Accounting", "Listener", "Outcome", "account",
+    "ollama_timings",
+]
 
 log = logging.getLogger("proxy.outcome")
 
@@ -70,6 +73,9 @@ class Outcome:
 
 Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
+# Set by a gate that wants every outcome of one client request (the rate limiter settles a
+# request's token reservation against the sum of its outcomes); absent otherwise.
+REQUEST_OUTCOMES = web.RequestKey("request_outcomes", list[Outcome])
 
 
 def ollama_timings(final: dict[str, Any]) -> dict[str, float]:
@@ -113,4 +119,7 @@ class Accounting:
 def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
     """The accounting context for one request to Ollama for ``model``."""
     outcome = Outcome(endpoint, model, caller(request).key_id, stream)
+    collected = request.get(REQUEST_OUTCOMES)
+    if collected is not None:
+        collected.append(outcome)
     return Accounting(request.app[OUTCOME_LISTENERS], outcome)
