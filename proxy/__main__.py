@@ -1,4 +1,5 @@
-"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``."""
+"""Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``,
+and ``python -m proxy keys new|hash`` for API keys (``proxy/access/cli.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .access.cors import is_loopback
 from .config import Config, ConfigError, load_config
 from .server import serve, supervise
 
@@ -51,12 +53,31 @@ def configure(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, server=server)
 
 
+def protected_mode_refusal(config: Config) -> str | None:
+    """Why the proxy must not start: no keys while listening beyond loopback (Redis's
+    protected mode), unless anonymous access was asked for."""
+    if config.auth.keys or config.auth.allow_anonymous or is_loopback(config.server.host):
+        return None
+    return (f"ollama-openai-proxy: refusing to listen on {config.server.host} with no API keys: add one "
+            "(python -m proxy keys new --id NAME, then paste its [[auth.keys]] table into the config) "
+            "or set [auth] allow_anonymous = true")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["keys"]:
+        from .access.cli import keys_main
+
+        return keys_main(argv[1:])
     args = parse_args(argv)
     try:
         config = configure(args)
     except ConfigError as exc:
         print(f"ollama-openai-proxy: config error: {exc}", file=sys.stderr)
+        return 2
+    refusal = protected_mode_refusal(config)
+    if refusal is not None and not args.check_config:
+        print(refusal, file=sys.stderr)
         return 2
     if args.check_config:
         from .checkconfig import describe  # only this path needs it
@@ -64,9 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(config, args.config))
         return 0
     if config.server.workers == 1:
-        serve(config)
+        serve(config, args.config)
         return 0
-    return supervise(config)
+    return supervise(config, args.config)
 
 
 if __name__ == "__main__":

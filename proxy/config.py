@@ -281,8 +281,8 @@ class ModelRateLimits:
 class KeyConfig:
     """``[[auth.keys]]``: one API key, stored as the SHA-256 of the whole key (never the key)."""
 
-    id: str = checked("", _KEY_ID.fullmatch, "1-64 letters, digits, '.', '_' or '-'")
-    sha256: str = checked("", _SHA256.fullmatch, "64 lower-case hex digits (python -m proxy keys hash)")
+    id: str = checked("", lambda v: bool(_KEY_ID.fullmatch(v)), "1-64 letters, digits, '.', '_' or '-'")
+    sha256: str = checked("", lambda v: bool(_SHA256.fullmatch(v)), "64 lower-case hex digits (python -m proxy keys hash)")
     models: tuple[str, ...] = ()  # globs; empty = every model the proxy allows
     rpm: int = limit(0, _COUNT)
     tpm: int = limit(0, _COUNT)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from multiprocessing.connection import wait
 
 from aiohttp import web
 
+from .access.reload import reload_on_sighup
 from .app import create_app
 from .config import Config
 
@@ -31,8 +33,9 @@ def install_uvloop() -> bool:
     return True
 
 
-def serve(config: Config) -> None:
-    """Run one server process until SIGINT/SIGTERM, then shut down gracefully."""
+def serve(config: Config, source: str | None = None) -> None:
+    """Run one server process until SIGINT/SIGTERM, then shut down gracefully; SIGHUP
+    reloads the API keys from ``source`` (the config file)."""
     logging.basicConfig(
         level=config.log.level.upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
@@ -42,8 +45,10 @@ def serve(config: Config) -> None:
         "serving on http://%s:%d, upstream %s%s",
         config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
     )
+    app = create_app(config)
+    app.on_startup.append(reload_on_sighup(source))
     web.run_app(
-        create_app(config),
+        app,
         host=config.server.host,
         port=config.server.port,
         reuse_port=config.server.workers > 1,
@@ -54,12 +59,14 @@ def serve(config: Config) -> None:
     )
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, source: str | None = None) -> int:
     """Run ``server.workers`` processes on one port (SO_REUSEPORT; the kernel spreads the
     connections) and stop them all together: a signal to the parent is passed to every worker,
-    and one worker dying takes the others down so a supervisor can restart the whole set."""
+    and one worker dying takes the others down so a supervisor can restart the whole set.
+    SIGHUP is passed on too: every worker reloads its keys."""
     spawn = multiprocessing.get_context("spawn")
-    workers = [spawn.Process(target=serve, args=(config,), name=f"worker-{i}") for i in range(config.server.workers)]
+    workers = [spawn.Process(target=serve, args=(config, source), name=f"worker-{i}")
+               for i in range(config.server.workers)]
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -69,8 +76,14 @@ def supervise(config: Config) -> int:
             if worker.pid is not None and worker.is_alive():
                 worker.terminate()  # SIGTERM: each worker shuts down gracefully
 
+    def reload(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
     status = 0

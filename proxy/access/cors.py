@@ -48,11 +48,12 @@ _ALLOWED_HEADERS = frozenset({
 _ALLOWED_PREFIXES = ("x-stainless-",)
 _METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 
-EXPOSED_HEADERS = ", ".join((
+_EXPOSED = (
     "X-Request-Id", "Retry-After",
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
-))
+)
+EXPOSED_HEADERS = ", ".join(_EXPOSED)
 
 
 class Origins:

@@ -29,9 +29,24 @@ from ..admission import Admission
 from ..appkeys import CONFIG, VALIDATOR
 from ..caller import ANONYMOUS, CALLER, Caller
 from ..config import AdmissionConfig, Config
-from ..errors import LimiterUnavailable, ModelNotFound, PermissionDenied, RateLimited, RateLimitExceeded, UnsupportedMediaType
+from ..errors import (
+    LimiterUnavailable,
+    ModelNotFound,
+    PermissionDenied,
+    RateLimited,
+    RateLimitExceeded,
+    UnsupportedMediaType,
+)
 from ..outcome import REQUEST_OUTCOMES, Outcome
-from .cors import EXPOSED_HEADERS, Origins, allowed_host_names, host_allowed, is_json, is_loopback, preflight
+from .cors import (
+    EXPOSED_HEADERS,
+    Origins,
+    allowed_host_names,
+    host_allowed,
+    is_json,
+    is_loopback,
+    preflight,
+)
 from .keys import Key, KeyTable, Limits, presented_key
 from .policy import policy_for
 from .ratelimit import Decision, Limiter, MemoryLimiter, rate_headers, refusal
@@ -100,6 +115,8 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
         raise PermissionDenied("The Host header names a host this proxy does not serve (server.allowed_hosts).",
                                code="host_not_allowed")
     policy = policy_for(request.method, request.path)
+    if request.path in _READINESS and state.limiter.name == "redis":
+        return _with_limiter(state, await handler(request), await state.limiter.ping())
     if policy.key:
         # With no keys configured, whatever key a client sends is ignored (the SDKs insist on
         # sending one); with keys, a key that is sent must be valid even if anonymity is allowed.
@@ -119,6 +136,27 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+_READINESS = frozenset({"/readyz", "/v1/health"})
+
+
+def _with_limiter(state: AccessState, response: web.StreamResponse, reachable: bool) -> web.StreamResponse:
+    """The readiness answer with the shared limiter's state; with ``fail_closed`` an
+    unreachable store makes the proxy unready (it would answer 503 to every metered request)."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    mode = "fail_open" if state.fail_open else "fail_closed"
+    body["ratelimit"] = {"backend": "redis", "status": "ok" if reachable else "unreachable", "on_backend_error": mode}
+    status = response.status
+    if not reachable and not state.fail_open:
+        status, body["status"] = 503, "unavailable"
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+
 @web.middleware
 async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.get(KEY)
@@ -130,7 +168,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     raw = await request.read()  # read once by the body guard: this is its cached copy
     body = _json_object(raw)
     model = body.get("model") if body is not None else None
-    if not isinstance(model, str):
+    if body is None or not isinstance(model, str):
         return await handler(request)  # the handler refuses the body in its own words
     if not key.allows(model):
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
@@ -212,7 +250,7 @@ def _budget(request: web.Request, body: dict[str, Any], model: str) -> int:
         if limits["max_tokens"]:
             budget = min(budget, limits["max_tokens"])
     n = body.get("n")
-    return int(budget) * (n if _positive_int(n) else 1)
+    return int(budget) * (n if isinstance(n, int) and _positive_int(n) else 1)
 
 
 def _positive_int(value: Any) -> bool:

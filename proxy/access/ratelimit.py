@@ -57,6 +57,8 @@ class Limiter(Protocol):
 
     def settle(self, limits: Limits, delta: int) -> None: ...
 
+    async def ping(self) -> bool: ...
+
     async def close(self) -> None: ...
 
 
@@ -118,6 +120,9 @@ class MemoryLimiter:
             self._tats.pop(key, None)  # whole again: nothing to remember
         else:
             self._tats[key] = tat
+
+    async def ping(self) -> bool:
+        return True
 
     async def close(self) -> None:
         self._tats.clear()
