@@ -65,15 +65,17 @@ class Limiter(Protocol):
 # ---- GCRA, shared by the memory backend and mirrored by the Lua script -----------------------
 
 
-def _check(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, int, float, float]:
-    """(allowed, new TAT, remaining, reset, retry after) for ``cost`` against ``limit``."""
-    interval = WINDOW / limit
+def _step(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, float]:
+    """(fits, TAT before, TAT after charging) for ``cost`` against ``limit``."""
     base = max(tat, now)
-    new = base + cost * interval
-    allowed = new - now <= WINDOW
-    after = new if allowed else base
-    remaining = max(0, min(limit, math.floor((now + WINDOW - after) / interval + 1e-9)))
-    return allowed, new, remaining, after - now, 0.0 if allowed else new - now - WINDOW
+    new = base + cost * WINDOW / limit
+    return new - now <= WINDOW, base, new
+
+
+def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
+    """(remaining, seconds until whole) of a bucket whose TAT is ``tat``."""
+    interval = WINDOW / limit
+    return max(0, min(limit, math.floor((now + WINDOW - tat) / interval + 1e-9))), tat - now
 
 
 class MemoryLimiter:
@@ -96,16 +98,19 @@ class MemoryLimiter:
         if tpm and tokens > tpm:
             return Decision(False, rpm, 0, 0.0, tpm, 0, 0.0, refused="too_large")
         r_key, t_key = (limits.bucket, "r"), (limits.bucket, "t")
-        r = _check(self._tats.get(r_key, now), now, rpm, 1) if rpm else (True, 0.0, 0, 0.0, 0.0)
-        t = _check(self._tats.get(t_key, now), now, tpm, tokens) if tpm else (True, 0.0, 0, 0.0, 0.0)
+        r = _step(self._tats.get(r_key, now), now, rpm, 1) if rpm else (True, now, now)
+        t = _step(self._tats.get(t_key, now), now, tpm, tokens) if tpm else (True, now, now)
         allowed = r[0] and t[0]
-        if allowed:
+        if allowed:  # both or neither: a refused request costs nothing
             if rpm:
-                self._tats[r_key] = r[1]
+                self._tats[r_key] = r[2]
             if tpm:
-                self._tats[t_key] = t[1]
+                self._tats[t_key] = t[2]
+        r_left, r_reset = _state(r[2] if allowed else r[1], now, rpm) if rpm else (0, 0.0)
+        t_left, t_reset = _state(t[2] if allowed else t[1], now, tpm) if tpm else (0, 0.0)
+        retry = 0.0 if allowed else max(r[2] - now - WINDOW, t[2] - now - WINDOW, 0.0)
         refused = None if allowed else ("requests" if not r[0] else "tokens")
-        return Decision(allowed, rpm, r[2], r[3], tpm, t[2], t[3], max(r[4], t[4]), refused)
+        return Decision(allowed, rpm, r_left, r_reset, tpm, t_left, t_reset, retry, refused)
 
     def settle(self, limits: Limits, delta: int) -> None:
         self.settle_now(limits, delta, time.monotonic())

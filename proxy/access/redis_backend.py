@@ -44,26 +44,29 @@ if ARGV[1] == 'settle' then
   return 1
 end
 if tpm > 0 and cost > tpm then return {0, 0, 0, 0, 0, 0, 3} end
-local function check(key, limit, c)
-  if limit <= 0 then return {1, 0, 0, 0, 0, 0} end
-  local interval = window / limit
+local function step(key, limit, c)
+  if limit <= 0 then return {true, now, now} end
   local base = math.max(tonumber(redis.call('GET', key) or now), now)
-  local new = base + c * interval
-  local ok = new - now <= window
-  local after = ok and new or base
-  local remaining = math.max(0, math.min(limit, math.floor((now + window - after) / interval + 1e-9)))
-  local retry = ok and 0 or (new - now - window)
-  return {ok and 1 or 0, new, remaining, math.ceil(after - now), math.ceil(retry)}
+  local new = base + c * window / limit
+  return {new - now <= window, base, new}
 end
-local r = check(KEYS[1], rpm, 1)
-local k = check(KEYS[2], tpm, cost)
-local allowed = r[1] == 1 and k[1] == 1
+local function state(tat, limit)
+  if limit <= 0 then return {0, 0} end
+  local interval = window / limit
+  return {math.max(0, math.min(limit, math.floor((now + window - tat) / interval + 1e-9))), math.ceil(tat - now)}
+end
+local r = step(KEYS[1], rpm, 1)
+local k = step(KEYS[2], tpm, cost)
+local allowed = r[1] and k[1]
 if allowed then
-  if rpm > 0 then store(KEYS[1], r[2]) end
-  if tpm > 0 then store(KEYS[2], k[2]) end
+  if rpm > 0 then store(KEYS[1], r[3]) end
+  if tpm > 0 then store(KEYS[2], k[3]) end
 end
-local refused = allowed and 0 or (r[1] == 0 and 1 or 2)
-return {r[3], r[4], k[3], k[4], math.max(r[5], k[5]), allowed and 1 or 0, refused}
+local rs = state(allowed and r[3] or r[2], rpm)
+local ks = state(allowed and k[3] or k[2], tpm)
+local retry = allowed and 0 or math.max(r[3] - now - window, k[3] - now - window, 0)
+local refused = allowed and 0 or (r[1] and 2 or 1)
+return {rs[1], rs[2], ks[1], ks[2], math.ceil(retry), allowed and 1 or 0, refused}
 """
 
 _REFUSED = {0: None, 1: "requests", 2: "tokens", 3: "too_large"}
