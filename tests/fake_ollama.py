@@ -181,6 +181,7 @@ class FakeOllama:
             self.add_model(name)
         self.url = ""
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.request_headers: list[dict[str, str]] = []  # every request's headers, in order
         self.counts: collections.Counter[str] = collections.Counter()
         self.open_streams = 0
         self.client_disconnects = 0
@@ -275,6 +276,7 @@ class FakeOllama:
         if error is not None:
             request[_BODY_ERROR] = error
         self.requests.append((request.path, body if isinstance(body, dict) else {}))
+        self.request_headers.append(dict(request.headers))
         self.counts[request.path] += 1
         try:
             return await handler(request)

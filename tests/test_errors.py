@@ -15,13 +15,13 @@ from aiohttp.test_utils import TestClient
 from proxy import errors
 from proxy.errors import (
     InvalidRequest,
+    LimiterUnavailable,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
     ProxyError,
-    LimiterUnavailable,
     RateLimited,
     RateLimitExceeded,
     RequestTimeout,
