@@ -45,6 +45,7 @@ def serve(config: Config, source: str | None = None) -> None:
         "serving on http://%s:%d, upstream %s%s",
         config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
     )
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
     app = create_app(config)
     app.on_startup.append(reload_on_sighup(source))
     web.run_app(

@@ -46,5 +46,7 @@ def reload_on_sighup(source: str | None) -> Callable[[web.Application], Coroutin
 
     async def install(app: web.Application) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_access, app, source)
+        log.info("%d API key(s) in force; SIGHUP reloads them from %s", len(app[ACCESS].keys),
+                 source or "the defaults")
 
     return install
