@@ -18,7 +18,6 @@ from proxy.access.ratelimit import (
 )
 from proxy.access.redis_backend import RedisLimiter, redis_keys
 from proxy.errors import RateLimitExceeded
-from tests.redis_server import redis_process, redis_url  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize("seconds, text", [

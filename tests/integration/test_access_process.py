@@ -24,7 +24,7 @@ Start = Callable[..., Awaitable[tuple[asyncio.subprocess.Process, int]]]
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", *args], cwd=ROOT, input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "proxy", *args], check=False, cwd=ROOT, input=stdin, capture_output=True,
                           text=True, timeout=30, env={**os.environ, "OLLAMA_BASE_URL": "http://127.0.0.1:9"})
 
 

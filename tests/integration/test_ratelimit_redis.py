@@ -17,7 +17,7 @@ from proxy.access.keys import hash_key, new_key
 from tests.conftest import ProxyFactory
 from tests.fake_ollama import FakeOllama, Reply
 from tests.integration.test_cli import ROOT, free_port, wait_until_listening
-from tests.redis_server import RedisProcess, redis_process, redis_url  # noqa: F401  (fixtures)
+from tests.redis_server import RedisProcess
 
 KEY = new_key()
 AUTH = {"Authorization": f"Bearer {KEY}"}
