@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes
+import hashlib
 import datetime as dt
 import http.client
 import json
@@ -37,8 +38,12 @@ REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 PY = sys.executable
 
-TARGETS = ("passthrough", "naive", "proxy")
-LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy"}
+TARGETS = ("passthrough", "naive", "proxy", "keys")
+LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy",
+         "keys": "keys+limits"}
+# "keys": the proxy with one API key (rpm and tpm set, never reached) on the memory limiter,
+# called with that key, so the column is the cost of auth + rate limiting (README "Access").
+API = {"keys": "openai-key"}
 ROWS = ("nonstream", "one_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss")
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
@@ -215,6 +220,23 @@ class Config:
             f"{proc.name} not listening on {proc.port} after {timeout}s:\n{proc.log_tail()}"
         )
 
+    def keys_config(self) -> Path:
+        """The proxy's bench config plus one key with limits it never reaches."""
+        from bench.loadgen import BENCH_KEY
+
+        path = self.logdir / "bench-proxy-keys.toml"
+        base = self.proxy_config.read_text() if self.proxy_config else ""
+        digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
+        path.write_text(f'{base}\n[[auth.keys]]\nid = "bench"\nsha256 = "{digest}"\n'
+                        "rpm = 1000000000\ntpm = 1000000000000\n")
+        return path
+
+    @staticmethod
+    def auth_headers(name: str) -> dict[str, str]:
+        from bench.loadgen import BENCH_KEY
+
+        return {"Authorization": f"Bearer {BENCH_KEY}"} if name == "keys" else {}
+
     def uv_flag(self) -> list[str]:
         return [] if self.uvloop else ["--no-uvloop"]
 
@@ -231,13 +253,14 @@ class Config:
         port = free_port()
         url = f"http://{LOOPBACK}:{upstream_port}"
         env = {"OLLAMA_BASE_URL": url}
-        if name == "proxy":
+        if name in ("proxy", "keys"):
             if self.proxy_cmd:
                 cmd = shlex.split(self.proxy_cmd.format(port=port, upstream=url, host=LOOPBACK))
             else:
                 cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port)]
-                if self.proxy_config:
-                    cmd += ["--config", str(self.proxy_config)]
+                config = self.keys_config() if name == "keys" else self.proxy_config
+                if config:
+                    cmd += ["--config", str(config)]
                 if self.workers:
                     cmd += ["--workers", str(self.workers)]
                 if not self.uvloop and "--no-uvloop" in self.proxy_help:
@@ -255,7 +278,7 @@ class Config:
         proc = self.spawn(name, cmd, self.server_cpus, port, env)
         try:
             self.wait_ready(proc)
-            warm_up(port)
+            warm_up(port, self.auth_headers(name))
         except (TargetFailed, OSError, http.client.HTTPException) as e:
             tail = proc.log_tail()
             self.stop(proc)
@@ -301,7 +324,7 @@ class Config:
         return out
 
 
-def warm_up(port: int) -> None:
+def warm_up(port: int, headers: dict[str, str] | None = None) -> None:
     """One streaming and one plain request: proves the target works and warms lazy paths."""
     body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
     for stream in (True, False):
@@ -311,7 +334,7 @@ def warm_up(port: int) -> None:
                 "POST",
                 "/v1/chat/completions",
                 json.dumps({**body, "stream": stream}),
-                {"Content-Type": "application/json"},
+                {"Content-Type": "application/json", **(headers or {})},
             )
             resp = conn.getresponse()
             data = resp.read()
@@ -638,7 +661,22 @@ def render(result: dict[str, Any]) -> str:
         out.append(" | ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip())
         if i == 0:
             out.append("-+-".join("-" * w for w in widths))
+    out += keys_cost(result)
     return "\n".join(out)
+
+
+def keys_cost(result: dict[str, Any]) -> list[str]:
+    """What auth + the memory limiter cost: the keys column against the proxy column."""
+    lines = []
+    for row, what, more_is_cost in (("nonstream", "non-stream req/s", False), ("one_stream", "1-stream chunks/s", False),
+                                    ("paced_cpu", "CPU per paced chunk", True)):
+        values = result["rows"].get(row, {}).get("values", {})
+        px, keys = values.get("proxy"), values.get("keys")
+        if isinstance(px, (int, float)) and isinstance(keys, (int, float)) and px > 0 and keys > 0:
+            cost = (keys / px - 1) if more_is_cost else (px / keys - 1)  # extra CPU per unit of work
+            lines.append(f"keys + limits on vs proxy, {what}: {fmt_num(row, keys)} vs {fmt_num(row, px)} "
+                         f"({cost:+.1%} CPU per unit)")
+    return [""] + lines if lines else []
 
 
 def flat_values(result: dict[str, Any]) -> dict[str, float]:
@@ -735,7 +773,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"rows to run (repeat or comma list): {','.join(ROWS)}",
     )
     ap.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy"
+        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy,keys"
     )
     ap.add_argument(
         "--proxy-cmd",
@@ -933,7 +971,7 @@ def run_phase(
             order = (["direct"] if row in WITH_DIRECT else []) + targets
             if row in INTERLEAVED:
                 eps = [("direct", "ollama", up.port)] + [
-                    (t, "openai", procs[t].port) for t in targets if t in procs
+                    (t, API.get(t, "openai"), procs[t].port) for t in targets if t in procs
                 ]
                 pids = [procs[t].pid for t in targets if t in procs]
                 label = "all"
@@ -959,7 +997,7 @@ def run_phase(
                 if t == "direct":
                     port, api, pids = up.port, "ollama", [up.pid]
                 elif t in procs:
-                    port, api, pids = procs[t].port, "openai", [procs[t].pid]
+                    port, api, pids = procs[t].port, API.get(t, "openai"), [procs[t].pid]
                 else:
                     continue
                 print(f"  {row:<11s} {LABEL[t]:<10s} ...", end="", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +49,9 @@ def configure(args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, workers=args.workers)
     if args.no_uvloop:
         server = dataclasses.replace(server, uvloop=False)
+    if config.ratelimit.backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError('ratelimit.backend: "redis" needs the redis package '
+                          "(pip install 'ollama-openai-proxy[redis]')")
     if server.workers > 1 and server.port == 0:
         raise ConfigError("server.port: must be a fixed port when server.workers > 1")
     return dataclasses.replace(config, server=server)
