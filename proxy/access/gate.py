@@ -108,9 +108,9 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
         if not state.origins.allows(origin):
             raise PermissionDenied(f"Requests from the origin {origin[:200]!r} are not allowed (cors.origins).",
                                    code="origin_not_allowed")
-        request[_ORIGIN] = origin
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
             return preflight(request, origin, state.cors.allow_credentials, state.cors.max_age)
+        request[_ORIGIN] = origin  # decorate() puts the CORS headers on the answer
     if not host_allowed(headers.get("Host"), state.hosts):
         raise PermissionDenied("The Host header names a host this proxy does not serve (server.allowed_hosts).",
                                code="host_not_allowed")
@@ -187,9 +187,11 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
             return await _metered(request, handler, state, limits, model, prompt, reserved)
     except RateLimitExceeded:
         raise
-    except RateLimited as exc:
-        raise RateLimitExceeded(exc.message.replace("The proxy", f"The key {key.id}"), kind="concurrency",
-                                retry_after=exc.retry_after) from None
+    except RateLimited as exc:  # the key's own bound (its queue full or its wait over)
+        raise RateLimitExceeded(
+            f"The key {key.id} is at its limit of {slot.config.max_concurrent} concurrent requests "
+            "(max_concurrent); retry after the indicated time.", kind="concurrency",
+            retry_after=exc.retry_after) from None
 
 
 async def _metered(request: web.Request, handler: Handler, state: AccessState, limits: Limits, model: str,
