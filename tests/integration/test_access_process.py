@@ -51,10 +51,14 @@ async def start(fake_ollama: FakeOllama) -> AsyncIterator[Start]:
         return process, port
 
     yield go
-    for process in processes:
+    for process in processes:  # SIGTERM: a supervisor stops its workers (SIGKILL would orphan them)
         if process.returncode is None:
-            process.kill()
-            await process.wait()
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 async def log_lines(process: asyncio.subprocess.Process, pattern: str, count: int = 1) -> list[str]:
@@ -141,3 +145,5 @@ async def test_sighup_reloads_keys_without_dropping_a_stream_and_keeps_them_on_a
         await log_lines(process, r"reload failed, keeping the keys in force: .*not valid TOML", int(workers))
         assert [m.id async for m in b.models.list()]
     assert process.returncode is None
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 15) == 0
