@@ -666,17 +666,28 @@ def render(result: dict[str, Any]) -> str:
 
 
 def keys_cost(result: dict[str, Any]) -> list[str]:
-    """What auth + the memory limiter cost: the keys column against the proxy column."""
+    """What auth + the memory limiter cost: the server's CPU per request (non-stream) and per
+    chunk, keys column against proxy column. CPU per unit of work, not throughput, so that other
+    load on this shared machine does not decide the answer."""
     lines = []
-    for row, what, more_is_cost in (("nonstream", "non-stream req/s", False), ("one_stream", "1-stream chunks/s", False),
-                                    ("paced_cpu", "CPU per paced chunk", True)):
-        values = result["rows"].get(row, {}).get("values", {})
-        px, keys = values.get("proxy"), values.get("keys")
-        if isinstance(px, (int, float)) and isinstance(keys, (int, float)) and px > 0 and keys > 0:
-            cost = (keys / px - 1) if more_is_cost else (px / keys - 1)  # extra CPU per unit of work
-            lines.append(f"keys + limits on vs proxy, {what}: {fmt_num(row, keys)} vs {fmt_num(row, px)} "
-                         f"({cost:+.1%} CPU per unit)")
+    for row, what in (("nonstream", "CPU per non-stream request"), ("one_stream", "CPU per streamed chunk"),
+                      ("paced_cpu", "CPU per paced chunk")):
+        r = result["rows"].get(row, {})
+        cpu = {t: _cpu_us_per_unit(row, r.get("raw", {}).get(t)) for t in ("proxy", "keys")}
+        px, keys = cpu["proxy"], cpu["keys"]
+        if px and keys:
+            lines.append(f"keys + limits on vs proxy, {what}: {keys:.1f} µs vs {px:.1f} µs ({keys / px - 1:+.1%})")
     return [""] + lines if lines else []
+
+
+def _cpu_us_per_unit(row: str, raw: dict[str, Any] | None) -> float | None:
+    if not raw or "fatal" in raw:
+        return None
+    if row == "paced_cpu":
+        return raw.get("server_cpu_us_per_token")
+    rate = raw.get("req_per_s" if row == "nonstream" else "tokens_per_s")
+    util = raw.get("server_cpu_util")
+    return util / rate * 1e6 if rate and util else None
 
 
 def flat_values(result: dict[str, Any]) -> dict[str, float]:
