@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes
-import hashlib
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
