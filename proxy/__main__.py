@@ -21,6 +21,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ollama-openai-proxy",
         description="Serve the OpenAI API in front of an Ollama server.",
+        epilog="API keys: python -m proxy keys new --id NAME | python -m proxy keys hash < key",
     )
     parser.add_argument("--config", metavar="PATH", help="TOML config file (default: built-in defaults)")
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
