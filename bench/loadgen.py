@@ -293,11 +293,16 @@ class Client(asyncio.Protocol):
 # -- helpers ---------------------------------------------------------------------------------
 
 
+# The API key the "keys + limits on" target accepts (bench/run.py writes its hash in the config).
+BENCH_KEY = "sk-bench-0000000000000000000000000000000000000000"
+
+
 def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int,
                   extra: dict[str, Any] | None = None) -> bytes:
     """Pre-built request bytes: the same request over and over costs nothing to make.
 
-    ``extra`` is merged into the body (``bench.shapes``: tools, tool_choice, another model)."""
+    ``extra`` is merged into the body (``bench.shapes``: tools, tool_choice, another model);
+    ``openai-key`` is the OpenAI request with ``Authorization: Bearer`` (the keys target)."""
     if api == "ollama":
         path = b"/api/chat"
         body: dict[str, Any] = {
@@ -318,9 +323,10 @@ def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int,
             "max_tokens": max_tokens,
         }
     raw = orjson.dumps({**body, **(extra or {})})
+    auth = b"Authorization: Bearer %s\r\n" % BENCH_KEY.encode() if api == "openai-key" else b""
     return (
         b"POST " + path + b" HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-        b"Accept: */*\r\nContent-Length: %d\r\n\r\n" % (host.encode(), port, len(raw))
+        b"%sAccept: */*\r\nContent-Length: %d\r\n\r\n" % (host.encode(), port, auth, len(raw))
     ) + raw
 
 
@@ -518,7 +524,7 @@ def endpoints(a: argparse.Namespace) -> list[Endpoint]:
     if not eps:
         eps = [Endpoint("target", a.api, a.port)]
     for ep in eps:
-        if ep.api not in ("openai", "ollama"):
+        if ep.api not in ("openai", "openai-key", "ollama"):
             raise SystemExit(f"bad --endpoint api {ep.api!r}")
         ep.req = build_request(a.host, ep.port, ep.api, True, a.max_tokens)
     return eps
@@ -696,7 +702,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--api",
-        choices=("openai", "ollama", "responses"),
+        choices=("openai", "openai-key", "ollama", "responses"),
         default="openai",
         help="openai: POST /v1/chat/completions; ollama: POST /api/chat (direct); "
         "responses: POST /v1/responses (rate mode)",

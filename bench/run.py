@@ -13,6 +13,7 @@ import argparse
 import atexit
 import ctypes
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
@@ -37,11 +38,14 @@ REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 PY = sys.executable
 
-TARGETS = ("passthrough", "naive", "proxy", "metrics")
+TARGETS = ("passthrough", "naive", "proxy", "metrics", "keys")
 LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "proxy": "proxy",
-         "metrics": "proxy+metrics", "proxy_store": "proxy+store"}
-# The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost.
-PROXIES = ("proxy", "metrics")
+         "metrics": "proxy+metrics", "keys": "keys+limits", "proxy_store": "proxy+store"}
+# The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost;
+# and with one API key (rpm and tpm set, never reached) on the memory limiter, called with that
+# key: the cost of auth + rate limiting (README "Access").
+PROXIES = ("proxy", "metrics", "keys")
+API = {"keys": "openai-key"}
 ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
         "store_req", "store_chunk")
 # The store's cost (issue 10): the proxy with [store] on (SQLite, usage accounting) against the
@@ -228,6 +232,23 @@ class Config:
             f"{proc.name} not listening on {proc.port} after {timeout}s:\n{proc.log_tail()}"
         )
 
+    def keys_config(self) -> Path:
+        """The proxy's bench config plus one key with limits it never reaches."""
+        from bench.loadgen import BENCH_KEY
+
+        path = self.logdir / "bench-proxy-keys.toml"
+        base = self.proxy_config.read_text() if self.proxy_config else ""
+        digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
+        path.write_text(f'{base}\n[[auth.keys]]\nid = "bench"\nsha256 = "{digest}"\n'
+                        "rpm = 1000000000\ntpm = 1000000000000\n")
+        return path
+
+    @staticmethod
+    def auth_headers(name: str) -> dict[str, str]:
+        from bench.loadgen import BENCH_KEY
+
+        return {"Authorization": f"Bearer {BENCH_KEY}"} if name == "keys" else {}
+
     def uv_flag(self) -> list[str]:
         return [] if self.uvloop else ["--no-uvloop"]
 
@@ -254,7 +275,8 @@ class Config:
                 cmd = shlex.split(self.proxy_cmd.format(port=port, upstream=url, host=LOOPBACK))
             else:
                 cmd = [PY, "-m", "proxy", "--host", LOOPBACK, "--port", str(port)]
-                config = self.metrics_config if name == "metrics" else self.proxy_config
+                config = {"metrics": self.metrics_config, "keys": self.keys_config() if name == "keys" else None}.get(
+                    name, self.proxy_config)
                 if config:
                     cmd += ["--config", str(config)]
                 if self.workers:
@@ -274,7 +296,7 @@ class Config:
         proc = self.spawn(name, cmd, self.server_cpus, port, env)
         try:
             self.wait_ready(proc)
-            warm_up(port)
+            warm_up(port, self.auth_headers(name))
         except (TargetFailed, OSError, http.client.HTTPException) as e:
             tail = proc.log_tail()
             self.stop(proc)
@@ -320,7 +342,7 @@ class Config:
         return out
 
 
-def warm_up(port: int) -> None:
+def warm_up(port: int, headers: dict[str, str] | None = None) -> None:
     """One streaming and one plain request: proves the target works and warms lazy paths."""
     body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
     for stream in (True, False):
@@ -330,7 +352,7 @@ def warm_up(port: int) -> None:
                 "POST",
                 "/v1/chat/completions",
                 json.dumps({**body, "stream": stream}),
-                {"Content-Type": "application/json"},
+                {"Content-Type": "application/json", **(headers or {})},
             )
             resp = conn.getresponse()
             data = resp.read()
@@ -735,6 +757,7 @@ def render(result: dict[str, Any]) -> str:
         out.append(" | ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip())
         if i == 0:
             out.append("-+-".join("-" * w for w in widths))
+    out += keys_cost(result)
     return "\n".join(out)
 
 
@@ -756,6 +779,31 @@ def metrics_overhead(result: dict[str, Any]) -> str:
     if isinstance(on_cpu, (int, float)) and isinstance(off_cpu, (int, float)) and off_cpu:
         cells.append(f"nonstream CPU/request {on_cpu / off_cpu:.3f} ({on_cpu:.0f} vs {off_cpu:.0f} µs)")
     return "metrics on / off: " + "; ".join(cells) if cells else ""
+
+
+def keys_cost(result: dict[str, Any]) -> list[str]:
+    """What auth + the memory limiter cost: the server's CPU per request (non-stream) and per
+    chunk, keys column against proxy column. CPU per unit of work, not throughput, so that other
+    load on this shared machine does not decide the answer."""
+    lines = []
+    for row, what in (("nonstream", "CPU per non-stream request"), ("one_stream", "CPU per streamed chunk"),
+                      ("paced_cpu", "CPU per paced chunk")):
+        r = result["rows"].get(row, {})
+        cpu = {t: _cpu_us_per_unit(row, r.get("raw", {}).get(t)) for t in ("proxy", "keys")}
+        px, keys = cpu["proxy"], cpu["keys"]
+        if px and keys:
+            lines.append(f"keys + limits on vs proxy, {what}: {keys:.1f} µs vs {px:.1f} µs ({keys / px - 1:+.1%})")
+    return [""] + lines if lines else []
+
+
+def _cpu_us_per_unit(row: str, raw: dict[str, Any] | None) -> float | None:
+    if not raw or "fatal" in raw:
+        return None
+    if row == "paced_cpu":
+        return raw.get("server_cpu_us_per_token")
+    rate = raw.get("req_per_s" if row == "nonstream" else "tokens_per_s")
+    util = raw.get("server_cpu_util")
+    return util / rate * 1e6 if rate and util else None
 
 
 def flat_values(result: dict[str, Any]) -> dict[str, float]:
@@ -852,7 +900,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"rows to run (repeat or comma list): {','.join(ROWS)}",
     )
     ap.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy,metrics"
+        "--targets", default=",".join(TARGETS), help="comma list of passthrough,naive,proxy,metrics,keys"
     )
     ap.add_argument(
         "--proxy-cmd",
@@ -1066,7 +1114,7 @@ def run_phase(
                 order = ["proxy", STORE_TARGET]
             if row in INTERLEAVED:
                 eps = [("direct", "ollama", up.port)] + [
-                    (t, "openai", procs[t].port) for t in targets if t in procs
+                    (t, API.get(t, "openai"), procs[t].port) for t in targets if t in procs
                 ]
                 pids = [procs[t].pid for t in targets if t in procs]
                 label = "all"
@@ -1092,7 +1140,7 @@ def run_phase(
                 if t == "direct":
                     port, api, pids = up.port, "ollama", [up.pid]
                 elif t in procs:
-                    port, api, pids = procs[t].port, "openai", [procs[t].pid]
+                    port, api, pids = procs[t].port, API.get(t, "openai"), [procs[t].pid]
                 else:
                     continue
                 print(f"  {row:<11s} {LABEL[t]:<10s} ...", end="", flush=True)

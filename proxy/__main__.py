@@ -1,5 +1,6 @@
 """Command line: ``python -m proxy [--config PATH] [--host H] [--port P] [--check-config]``,
-and ``python -m proxy usage […]`` (``proxy/store/cli.py``)."""
+``python -m proxy usage […]`` (``proxy/store/cli.py``) and ``python -m proxy keys new|hash`` for API
+keys (``proxy/access/cli.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .access.cors import is_loopback
 from .config import Config, ConfigError, load_config
 from .server import serve, supervise
 
@@ -20,6 +22,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ollama-openai-proxy",
         description="Serve the OpenAI API in front of an Ollama server.",
+        epilog="API keys: python -m proxy keys new --id NAME | python -m proxy keys hash < key",
     )
     parser.add_argument("--config", metavar="PATH", help="TOML config file (default: built-in defaults)")
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
@@ -48,6 +51,9 @@ def configure(args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, workers=args.workers)
     if args.no_uvloop:
         server = dataclasses.replace(server, uvloop=False)
+    if config.ratelimit.backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError('ratelimit.backend: "redis" needs the redis package '
+                          "(pip install 'ollama-openai-proxy[redis]')")
     if server.workers > 1 and server.port == 0:
         raise ConfigError("server.port: must be a fixed port when server.workers > 1")
     if config.tracing.enabled and not _installed("opentelemetry.sdk"):
@@ -62,17 +68,35 @@ def _installed(module: str) -> bool:
         return False
 
 
+def protected_mode_refusal(config: Config) -> str | None:
+    """Why the proxy must not start: no keys while listening beyond loopback (Redis's
+    protected mode), unless anonymous access was asked for."""
+    if config.auth.keys or config.auth.allow_anonymous or is_loopback(config.server.host):
+        return None
+    return (f"ollama-openai-proxy: refusing to listen on {config.server.host} with no API keys: add one "
+            "(python -m proxy keys new --id NAME, then paste its [[auth.keys]] table into the config) "
+            "or set [auth] allow_anonymous = true")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["usage"]:  # python -m proxy usage …: read the store, serve nothing
         from .store.cli import main as usage_main
 
         return usage_main(argv[1:])
+    if argv[:1] == ["keys"]:
+        from .access.cli import keys_main
+
+        return keys_main(argv[1:])
     args = parse_args(argv)
     try:
         config = configure(args)
     except ConfigError as exc:
         print(f"ollama-openai-proxy: config error: {exc}", file=sys.stderr)
+        return 2
+    refusal = protected_mode_refusal(config)
+    if refusal is not None and not args.check_config:
+        print(refusal, file=sys.stderr)
         return 2
     if args.check_config:
         from .checkconfig import describe  # only this path needs it
@@ -80,9 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(config, args.config))
         return 0
     if config.server.workers == 1:
-        serve(config)
+        serve(config, args.config)
         return 0
-    return supervise(config)
+    return supervise(config, args.config)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .access.gate import access_ctx, access_guard, decorate, meter
 from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
@@ -47,7 +48,9 @@ __all__ = ["create_app"]
 def create_app(config: Config) -> web.Application:
     """A ready-to-run proxy for ``config``; the Ollama client opens on start-up."""
     app = web.Application(
-        middlewares=[error_middleware, body_guard],
+        # access_guard (Origin, Host, key, content type) before any body is read; meter (the
+        # key's models and rate limits) once the body guard has read it.
+        middlewares=[error_middleware, access_guard, body_guard, meter],
         client_max_size=config.limits.max_body_bytes,
         # Header limits and the keep-alive/header deadline reach every runner this way.
         handler_args=server_settings(config.server),
@@ -56,6 +59,8 @@ def create_app(config: Config) -> web.Application:
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
+    app.cleanup_ctx.append(access_ctx)
+    app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)
     if config.routing.expose_upstream:
         app.on_response_prepare.append(expose_upstream)  # X-Upstream, also on a stream's headers

@@ -10,6 +10,7 @@ Adding a setting is adding a field (with ``check`` metadata when it has a range)
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 import tomllib
@@ -22,16 +23,21 @@ from typing import Any, Literal
 
 __all__ = [
     "AdmissionConfig",
+    "AuthConfig",
     "Config",
     "ConfigError",
     "ConsoleConfig",
+    "CorsConfig",
     "HealthConfig",
+    "KeyConfig",
     "LimitsConfig",
     "LogConfig",
     "MetricsConfig",
     "ModelLimits",
+    "ModelRateLimits",
     "ModelsConfig",
     "PassthroughConfig",
+    "RatelimitConfig",
     "ResponseConfig",
     "RoutingConfig",
     "ServerConfig",
@@ -79,6 +85,9 @@ class ServerConfig:
     # Compressed request bodies are refused with 415 (nginx never inflates them; Envoy only with
     # its opt-in decompressor filter); true lets aiohttp inflate gzip/deflate, bounded per request.
     accept_compressed_requests: bool = False
+    # Host names accepted in the Host header (DNS-rebinding defence, proxy/access/cors.py).
+    # Empty: only localhost/127.0.0.1/[::1] when listening on loopback, else any.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -414,6 +423,108 @@ class TracingConfig:
                             "empty or an http:// or https:// URL")
     service_name: str = checked("ollama-openai-proxy", bool, "a non-empty string")
     sample_ratio: float = checked(1.0, lambda v: 0 <= v <= 1, "between 0 and 1")
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _rfc3339(value: str | None) -> bool:
+    return value is None or rfc3339_epoch(value) is not None
+
+
+def rfc3339_epoch(value: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time with an offset (``2026-01-31T00:00:00Z``)."""
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else moment.timestamp()
+
+
+@dataclass(frozen=True)
+class ModelRateLimits:
+    """``[auth.keys.model_limits."<glob>"]``: a key's own limits for the models matching one
+    pattern (counted apart from the key's other models, as OpenAI counts limits per model).
+    A key left out keeps the key's value."""
+
+    rpm: int | None = limit(None, _COUNT)
+    tpm: int | None = limit(None, _COUNT)
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """``[[auth.keys]]``: one API key, stored as the SHA-256 of the whole key (never the key)."""
+
+    id: str = checked("", lambda v: bool(_KEY_ID.fullmatch(v)), "1-64 letters, digits, '.', '_' or '-'")
+    sha256: str = checked("", lambda v: bool(_SHA256.fullmatch(v)), "64 lower-case hex digits (python -m proxy keys hash)")
+    models: tuple[str, ...] = ()  # globs; empty = every model the proxy allows
+    rpm: int = limit(0, _COUNT)
+    tpm: int = limit(0, _COUNT)
+    max_concurrent: int = limit(0, _COUNT)
+    expires_at: str | None = checked(None, _rfc3339, "an RFC 3339 time with an offset")
+    enabled: bool = True
+    role: Literal["user", "admin"] = "user"
+    model_limits: dict[str, ModelRateLimits] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """API keys (``proxy/access/keys.py``). No keys: every request is anonymous, which the
+    proxy allows only on loopback unless ``allow_anonymous`` (protected mode)."""
+
+    allow_anonymous: bool = False
+    keys: tuple[KeyConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen_ids: set[str] = set()
+        seen_hashes: set[str] = set()
+        for i, key in enumerate(self.keys):
+            if not key.id or not key.sha256:
+                missing = "id" if not key.id else "sha256"
+                raise ConfigError(f"auth.keys[{i}].{missing}: required")
+            if key.id in seen_ids:
+                raise ConfigError(f"auth.keys[{i}].id: {key.id!r} is used by another key")
+            if key.sha256 in seen_hashes:
+                raise ConfigError(f"auth.keys[{i}].sha256: the same key is declared twice")
+            seen_ids.add(key.id)
+            seen_hashes.add(key.sha256)
+
+
+@dataclass(frozen=True)
+class RatelimitConfig:
+    """Where the per-key rpm/tpm counters live (``proxy/access/ratelimit.py``).
+
+    ``memory``: in the process (with ``server.workers = N`` each worker enforces 1/N of each
+    limit: approximate). ``redis``: one shared store at ``url`` for every worker and replica.
+    ``on_backend_error``: what a request gets while Redis cannot be reached (``fail_closed``:
+    503; ``fail_open``: served unlimited), logged and reported by ``/readyz``.
+    ``completion_reserve``: tokens reserved for the answer when a request sets no
+    ``max_tokens`` and ``[limits]`` has no ``default_max_tokens``.
+    """
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = checked("redis://127.0.0.1:6379/0", lambda v: v.startswith(("redis://", "rediss://", "unix://")),
+                       "a redis://, rediss:// or unix:// URL")
+    on_backend_error: Literal["fail_open", "fail_closed"] = "fail_closed"
+    timeout: float = checked(0.5, _positive, "> 0")
+    completion_reserve: int = checked(1024, lambda v: v >= 0, ">= 0")
+
+
+def _origins(values: tuple[str, ...]) -> bool:
+    return all(v == "*" or v == "local" or re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+|null", v) for v in values)
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    """Browsers: which web origins may call the proxy (``proxy/access/cors.py``). Default none."""
+
+    origins: tuple[str, ...] = checked((), _origins,
+                                       'origins like "https://app.example", "http://localhost:*", "local" or "*"')
+    allow_credentials: bool = False
+    max_age: int = checked(600, lambda v: 0 <= v <= 86400, "between 0 and 86400 seconds")
+
+    def __post_init__(self) -> None:
+        if self.allow_credentials and "*" in self.origins:
+            raise ConfigError('cors.allow_credentials: must be false when cors.origins holds "*"')
 
 
 @dataclass(frozen=True)
@@ -435,6 +546,9 @@ class Config:
     store: StoreConfig = StoreConfig()
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
+    auth: AuthConfig = AuthConfig()
+    ratelimit: RatelimitConfig = RatelimitConfig()
+    cors: CorsConfig = CorsConfig()
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

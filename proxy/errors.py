@@ -9,13 +9,16 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
     │   ├── PayloadTooLarge         413
     │   ├── RequestTimeout          408 code=request_timeout     (body too slow)
     │   ├── ExpectationFailed       417 code=expectation_failed  (an Expect we do not meet)
-    │   ├── UnsupportedMediaType    415 code=unsupported_content_encoding
+    │   ├── UnsupportedMediaType    415 code=unsupported_media_type | unsupported_content_encoding
     │   └── UnsupportedParameter    400 code=unsupported_parameter
+    ├── Unauthorized                401 invalid_request_error   code=invalid_api_key (WWW-Authenticate)
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
     │   └── ModelNotFound           404 invalid_request_error  code=model_not_found
     ├── MethodNotAllowed            405 invalid_request_error
     ├── RateLimited                 429 rate_limit_error        (Retry-After)
+    │   └── RateLimitExceeded       429 type=tokens|requests    (a key's rpm/tpm/max_concurrent; .kind)
+    ├── LimiterUnavailable          503 api_error               code=rate_limiter_unavailable
     ├── StoreUnavailable            503 code=store_unavailable   (usage / history database)
     └── UpstreamError               502 api_error               (Ollama failed)
         ├── UpstreamFault           502 server_error             (Ollama's 5xx: text kept back)
@@ -36,15 +39,18 @@ __all__ = [
     "UPSTREAM_FAULT_MESSAGE",
     "ExpectationFailed",
     "InvalidRequest",
+    "LimiterUnavailable",
     "MethodNotAllowed",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "ProxyError",
+    "RateLimitExceeded",
     "RateLimited",
     "RequestTimeout",
     "StoreUnavailable",
+    "Unauthorized",
     "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamBusy",
@@ -63,6 +69,7 @@ class ProxyError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers this error always carries
 
     def __init__(
         self,
@@ -110,16 +117,27 @@ class ExpectationFailed(InvalidRequest):
 
 
 class UnsupportedMediaType(InvalidRequest):
-    """A request ``Content-Encoding`` the proxy does not accept (RFC 9110 15.5.16)."""
+    """A body the proxy does not accept as sent (RFC 9110 15.5.16): not declared JSON on a JSON
+    route (so no CORS preflight guarded it), or a ``Content-Encoding`` it does not decode
+    (``code="unsupported_content_encoding"``)."""
 
     status = 415
-    code = "unsupported_content_encoding"
+    code = "unsupported_media_type"
 
 
 class UnsupportedParameter(InvalidRequest):
     """An OpenAI parameter that Ollama cannot honour: refused, never silently dropped."""
 
     code = "unsupported_parameter"
+
+
+class Unauthorized(ProxyError):
+    """No usable API key (missing, unknown, expired or disabled), as OpenAI answers it."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+    headers = (("WWW-Authenticate", "Bearer"),)
 
 
 class PermissionDenied(ProxyError):
@@ -154,6 +172,28 @@ class StoreUnavailable(ProxyError):
 
     status = 503
     code = "store_unavailable"
+
+
+class RateLimitExceeded(RateLimited):
+    """A key's own limit: ``kind`` is ``"requests"``, ``"tokens"`` or ``"concurrency"``.
+
+    OpenAI puts the limit's kind in ``type`` (``"tokens"`` or ``"requests"``); the headers are
+    the ``x-ratelimit-*`` set of the refused request.
+    """
+
+    def __init__(self, message: str, *, kind: str = "requests", retry_after: float | None = None,
+                 headers: tuple[tuple[str, str], ...] = (), param: str | None = None) -> None:
+        super().__init__(message, param=param, retry_after=retry_after)
+        self.kind = kind
+        self.type = kind if kind in ("tokens", "requests") else "rate_limit_error"
+        self.headers = headers
+
+
+class LimiterUnavailable(ProxyError):
+    """The shared rate-limit store cannot be reached and ``on_backend_error = "fail_closed"``."""
+
+    status = 503
+    code = "rate_limiter_unavailable"
 
 
 class UpstreamError(ProxyError):

@@ -81,10 +81,10 @@ def _content_encoding(request: web.Request, accept: bool) -> str | None:
     if not accept:
         raise UnsupportedMediaType(f"Compressed request bodies are not accepted (Content-Encoding: {shown}); "
                                    "send the body uncompressed (server.accept_compressed_requests).",
-                                   param="Content-Encoding")
+                                   param="Content-Encoding", code="unsupported_content_encoding")
     if len(codings) != 1 or codings[0] not in _INFLATABLE:
         raise UnsupportedMediaType(f"Content-Encoding {shown!r} is not supported; use gzip or deflate.",
-                                   param="Content-Encoding")
+                                   param="Content-Encoding", code="unsupported_content_encoding")
     return codings[0]
 
 

@@ -9,6 +9,7 @@ its traceback and answered as a generic 500 naming only the request id.
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import orjson
@@ -45,9 +46,9 @@ def request_id(request: web.Request) -> str:
 
 
 def error_response(error: ProxyError, rid: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: rid, "Server": SERVER_NAME}
+    headers = {REQUEST_ID_HEADER: rid, "Server": SERVER_NAME, **dict(error.headers)}
     if error.retry_after is not None:
-        headers["Retry-After"] = f"{max(1, round(error.retry_after))}"
+        headers["Retry-After"] = f"{max(1, math.ceil(error.retry_after))}"  # whole seconds, rounded up
     return web.Response(
         status=error.status,
         body=orjson.dumps(to_envelope(error, rid)),

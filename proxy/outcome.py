@@ -25,7 +25,10 @@ from .caller import caller
 from .errors import ProxyError
 from .pool import SERVED_BY
 
-__all__ = ["CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "Accounting", "Listener", "Outcome", "account", "ollama_timings"]
+__all__ = [
+    "CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "REQUEST_OUTCOMES", "Accounting", "Listener", "Outcome",
+    "account", "ollama_timings",
+]
 
 log = logging.getLogger("proxy.outcome")
 
@@ -76,6 +79,9 @@ Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
 # The request's outcome, for middlewares that run around the handler (metrics, access log).
 OUTCOME = web.RequestKey("outcome", Outcome)
+# Set by a gate that wants every outcome of one client request (the rate limiter settles a
+# request's token reservation against the sum of its outcomes); absent otherwise.
+REQUEST_OUTCOMES = web.RequestKey("request_outcomes", list[Outcome])
 
 
 def ollama_timings(final: dict[str, Any]) -> dict[str, float]:
@@ -123,4 +129,7 @@ def account(request: web.Request, endpoint: str, model: str, *, stream: bool = F
     """The accounting context for one request to Ollama for ``model``."""
     outcome = Outcome(endpoint, model, caller(request).key_id, stream)
     request[OUTCOME] = outcome
+    collected = request.get(REQUEST_OUTCOMES)
+    if collected is not None:
+        collected.append(outcome)
     return Accounting(request.app[OUTCOME_LISTENERS], outcome)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from multiprocessing.connection import wait
 
 from aiohttp import web, web_response
 
+from .access.reload import reload_on_sighup
 from .app import create_app
 from .config import Config
 from .logs import setup_logging
@@ -46,8 +48,9 @@ def hide_server_version() -> None:
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # not re-exported, but read from here
 
 
-def serve(config: Config) -> None:
-    """Run one server process until SIGINT/SIGTERM, then shut down gracefully."""
+def serve(config: Config, source: str | None = None) -> None:
+    """Run one server process until SIGINT/SIGTERM, then shut down gracefully; SIGHUP
+    reloads the API keys from ``source`` (the config file)."""
     setup_logging(config.log)  # text (control characters escaped) or one JSON object per line
     hide_server_version()
     uvloop = config.server.uvloop and install_uvloop()
@@ -55,8 +58,11 @@ def serve(config: Config) -> None:
         "serving on http://%s:%d, upstream %s%s",
         config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
     )
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
+    app = create_app(config)
+    app.on_startup.append(reload_on_sighup(source))
     web.run_app(
-        create_app(config),
+        app,
         host=config.server.host,
         port=config.server.port,
         reuse_port=config.server.workers > 1,
@@ -68,22 +74,24 @@ def serve(config: Config) -> None:
     )
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, source: str | None = None) -> int:
     """Run ``server.workers`` processes on one port (SO_REUSEPORT; the kernel spreads the
     connections) and stop them all together: a signal to the parent is passed to every worker,
-    and one worker dying takes the others down so a supervisor can restart the whole set."""
+    and one worker dying takes the others down so a supervisor can restart the whole set.
+    SIGHUP is passed on too: every worker reloads its keys."""
     # Before the workers start: they pick prometheus-client's multiprocess store at import.
     metrics_dir = MultiprocDir() if config.metrics.enabled else None
     try:
-        return _run_workers(config, metrics_dir)
+        return _run_workers(config, source, metrics_dir)
     finally:
         if metrics_dir is not None:
             metrics_dir.close()
 
 
-def _run_workers(config: Config, metrics_dir: MultiprocDir | None) -> int:
+def _run_workers(config: Config, source: str | None, metrics_dir: MultiprocDir | None) -> int:
     spawn = multiprocessing.get_context("spawn")
-    workers = [spawn.Process(target=serve, args=(config,), name=f"worker-{i}") for i in range(config.server.workers)]
+    workers = [spawn.Process(target=serve, args=(config, source), name=f"worker-{i}")
+               for i in range(config.server.workers)]
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -93,8 +101,14 @@ def _run_workers(config: Config, metrics_dir: MultiprocDir | None) -> int:
             if worker.pid is not None and worker.is_alive():
                 worker.terminate()  # SIGTERM: each worker shuts down gracefully
 
+    def reload(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
     status = 0

@@ -16,6 +16,8 @@ from proxy.app import create_app
 from proxy.config import Config, build
 from tests.fake_ollama import FakeOllama
 
+pytest_plugins = ["tests.redis_server"]  # redis_process / redis_url: a throwaway redis-server
+
 ProxyFactory = Callable[..., Awaitable[str]]
 AppFactory = Callable[..., Awaitable[tuple[str, web.Application]]]
 

@@ -260,6 +260,7 @@ class FakeOllama:
         self.headers: list[dict[str, str]] = []  # each request's headers, in the order received
         self.targets: list[tuple[str, str]] = []  # (method, request target exactly as received)
         self.raw_bodies: list[bytes] = []
+        self.request_headers: list[dict[str, str]] = []  # every request's headers, in order
         self.counts: collections.Counter[str] = collections.Counter()
         self.open_streams = 0
         self.client_disconnects = 0
@@ -369,6 +370,7 @@ class FakeOllama:
             request[_BODY_ERROR] = error
         self.requests.append((request.path, body if isinstance(body, dict) else {}))
         self.headers.append(dict(request.headers))
+        self.request_headers.append(dict(request.headers))
         self.counts[request.path] += 1
         if self.busy and request.path in ("/api/chat", "/api/generate", "/api/embed"):
             return _error(503, BUSY_ERROR)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..access import key_allows
 from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog
@@ -25,8 +26,10 @@ __all__ = ["list_models", "model_catalog_ctx", "retrieve_model"]
 async def list_models(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     validator = request.app[VALIDATOR]
-    # Only what a client may use is listed: the allowed/denied model gates apply here too.
-    entries = [tag for tag in await catalog.tags() if validator.allows(model_id(tag))]
+    # Only what a client may use is listed: the allowed/denied model gates and the key's
+    # own model list apply here too.
+    entries = [tag for tag in await catalog.tags()
+               if validator.allows(name := model_id(tag)) and key_allows(request, name)]
     listed = await catalog.with_details(entries, prune=True)
     models = to_model_list(listed)
     for model in models["data"]:
@@ -38,7 +41,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
     wanted = request.match_info["id"]
     catalog = request.app[CATALOG]
     tag = find_tag(await catalog.tags(), wanted)
-    if tag is None or not request.app[VALIDATOR].allows(model_id(tag)):
+    if tag is None or not request.app[VALIDATOR].allows(model_id(tag)) or not key_allows(request, model_id(tag)):
         raise ModelNotFound(f"The model '{wanted}' does not exist.", param="model")
     model = _place(request, to_model(tag, await catalog.details(tag)))
     return json_response(model, camel=request.app[CONFIG].response.keys == "camel")

@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from tests.fake_ollama import FakeOllama
 
+JSON = {"Content-Type": "application/json"}
+
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
 
@@ -165,7 +167,7 @@ async def test_http_image_urls_are_never_fetched(proxy_url: str, fake_ollama: Fa
     async with TestServer(app) as images:
         for scheme_url in (f"http://127.0.0.1:{images.port}/cat.png", f"https://127.0.0.1:{images.port}/cat.png"):
             raw = message(role="user", content=[{"type": "image_url", "image_url": {"url": scheme_url}}])
-            async with aiohttp.ClientSession() as session, session.post(proxy_url + CHAT, data=raw) as r:
+            async with aiohttp.ClientSession() as session, session.post(proxy_url + CHAT, data=raw, headers=JSON) as r:
                 error = assert_envelope(r.status, await r.read())
             assert r.status == 400 and error["code"] == "unsupported_parameter"
             assert error["param"] == "messages[0].content[0].image_url.url"
@@ -185,22 +187,22 @@ async def raw_request(url: str, data: bytes) -> bytes:
 
 FRAMING = [
     ("Content-Length and Transfer-Encoding together",
-     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
       b"Connection: close\r\n\r\n0\r\n\r\n"), 400, False),
     ("two different Content-Lengths",
-     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
+     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
       b"Connection: close\r\n\r\n{}"), 400, False),
     ("a bad chunk size",
-     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
       b"zz\r\n{}\r\n0\r\n\r\n"), 400, None),
-    ("an unknown method", b"BREW /v1/chat/completions HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n", 400, False),
-    ("a method the route lacks", b"DELETE /v1/chat/completions HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    ("an unknown method", b"BREW /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 400, False),
+    ("a method the route lacks", b"DELETE /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
      405, True),
-    ("GET on a POST route", b"GET /v1/chat/completions HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n", 405, True),
-    ("an unknown path", b"POST /v1/nothing HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    ("GET on a POST route", b"GET /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 405, True),
+    ("an unknown path", b"POST /v1/nothing HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
      404, True),
     ("a path escaping to Ollama's API",
-     b"POST /v1/../api/chat HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", 404, True),
+     b"POST /v1/../api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", 404, True),
     ("a request line of garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, False),
 ]  # fmt: skip
 

@@ -180,7 +180,7 @@ async def test_content_reaches_ollama_unaltered(start_proxy: Start, fake_ollama:
 
 async def test_a_gigabyte_announced_is_refused_before_it_is_read(start_proxy: Start, fake_ollama: FakeOllama) -> None:
     url, _ = await start_proxy()
-    head = (b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+    head = (b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1073741824\r\n\r\n")
     started = time.monotonic()
     reader, writer = await raw_exchange(url, head, b"{" + b" " * 65535)  # 64 KiB of the promised 1 GiB
@@ -196,7 +196,7 @@ async def test_a_gigabyte_announced_is_refused_before_it_is_read(start_proxy: St
 
 async def test_a_chunked_body_is_cut_off_at_the_limit(start_proxy: Start, fake_ollama: FakeOllama) -> None:
     url, _ = await start_proxy({"limits": {"max_body_bytes": 65536}})
-    head = b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: proxy\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"2000\r\n" + b" " * 0x2000 + b"\r\n"  # 8 KiB chunks, 16 of them: twice the limit
     reader, writer = await raw_exchange(url, head, *[chunk] * 16)
     status, _, body = await read_response(reader)
@@ -221,7 +221,7 @@ async def test_a_compressed_bomb_is_cut_off_at_the_limit(start_proxy: Start, acc
 
 async def test_a_body_slower_than_body_timeout_gets_408_and_the_connection_closes(start_proxy: Start) -> None:
     url, _ = await start_proxy({"server": {"body_timeout": 0.2}})
-    head = b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: proxy\r\nContent-Length: 100\r\n\r\n"
+    head = b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     started = time.monotonic()
     reader, writer = await raw_exchange(url, head, b'{"model": "l')  # then nothing more
     status, head_bytes, body = await read_response(reader)
@@ -234,7 +234,7 @@ async def test_a_body_slower_than_body_timeout_gets_408_and_the_connection_close
 
 async def test_headers_dribbled_slowly_are_cut_off_at_keepalive_timeout(start_proxy: Start) -> None:
     url, _ = await start_proxy({"server": {"keepalive_timeout": 0.3}})
-    reader, writer = await raw_exchange(url, b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: proxy\r\n")
+    reader, writer = await raw_exchange(url, b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n")
     started = time.monotonic()
 
     async def dribble() -> None:
@@ -253,7 +253,7 @@ async def test_headers_dribbled_slowly_are_cut_off_at_keepalive_timeout(start_pr
 
 async def test_an_idle_keep_alive_connection_is_closed(start_proxy: Start) -> None:
     url, _ = await start_proxy({"server": {"keepalive_timeout": 0.3}})
-    reader, writer = await raw_exchange(url, b"GET /livez HTTP/1.1\r\nHost: proxy\r\n\r\n")
+    reader, writer = await raw_exchange(url, b"GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, _, _ = await read_response(reader)
     assert status == 200
     assert await asyncio.wait_for(reader.read(), 0.3 + SLACK) == b""
@@ -266,7 +266,7 @@ async def test_an_idle_keep_alive_connection_is_closed(start_proxy: Start) -> No
 ], ids=["a header line over max_field_size", "more headers than max_headers"])
 async def test_oversized_headers_are_refused(start_proxy: Start, fake_ollama: FakeOllama, extra: bytes) -> None:
     url, _ = await start_proxy()
-    reader, writer = await raw_exchange(url, b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: proxy\r\n" + extra
+    reader, writer = await raw_exchange(url, b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + extra
                                         + b"Content-Length: 2\r\n\r\n{}")
     head = await reader.readuntil(b"\r\n\r\n")
     writer.close()

@@ -1,0 +1,190 @@
+"""Per-key requests-per-minute and tokens-per-minute limits, behind one small interface.
+
+The algorithm is GCRA (the generic cell rate algorithm, as in redis-cell and Stripe's limiter)
+over a one-minute window: a bucket keeps one "theoretical arrival time" (TAT) per limit; a
+request of cost ``c`` moves it ``c × 60 s / limit`` later and is allowed while the TAT stays
+within a minute of now. That allows a full minute's limit in a burst, refills continuously,
+and takes any cost, so a token reservation and its later settlement (a refund moves the TAT
+back, never before now) are the same arithmetic. ``rpm`` and ``tpm`` are checked together and
+charged only when both allow, so a refused request costs nothing.
+
+Two backends: ``MemoryLimiter`` (one process; with ``workers = N`` each worker is given 1/N of
+every limit) and ``RedisLimiter`` (``redis_backend.py``: one Lua script, Redis's clock, one
+round trip to take and one to settle). ``Decision`` carries what OpenAI's ``x-ratelimit-*``
+headers say; ``headers`` and ``refusal`` render it exactly as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import RateLimitExceeded
+from .keys import Limits
+
+__all__ = [
+    "WINDOW", "Decision", "Limiter", "MemoryLimiter", "go_duration", "rate_headers", "refusal",
+    "too_large",
+]
+
+WINDOW = 60.0  # seconds: limits are per minute
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~2 µs per request here
+class Decision:
+    """One check of a bucket: allowed or not, and the state OpenAI's headers report."""
+
+    allowed: bool
+    limit_requests: int
+    remaining_requests: int
+    reset_requests: float  # seconds until the request limit is whole again
+    limit_tokens: int
+    remaining_tokens: int
+    reset_tokens: float
+    retry_after: float = 0.0  # seconds until the refused request would fit
+    refused: str | None = None  # "requests", "tokens" or "too_large" (more than the limit)
+
+
+class Limiter(Protocol):
+    """A rate-limit store. ``take`` checks and charges one request's reservation atomically;
+    ``settle`` charges (``delta`` > 0) or gives back (< 0) tokens once the real count is known."""
+
+    name: str
+
+    async def take(self, limits: Limits, tokens: int) -> Decision: ...
+
+    def settle(self, limits: Limits, delta: int) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+# ---- GCRA, shared by the memory backend and mirrored by the Lua script -----------------------
+
+
+def _step(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, float]:
+    """(fits, TAT before, TAT after charging) for ``cost`` against ``limit``."""
+    base = max(tat, now)
+    new = base + cost * WINDOW / limit
+    return new - now <= WINDOW, base, new
+
+
+def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
+    """(remaining, seconds until whole) of a bucket whose TAT is ``tat``."""
+    interval = WINDOW / limit
+    return max(0, min(limit, math.floor((now + WINDOW - tat) / interval + 1e-9))), tat - now
+
+
+class MemoryLimiter:
+    """Buckets in this process's memory, on its monotonic clock."""
+
+    name = "memory"
+
+    def __init__(self, share: int = 1) -> None:
+        self.share = max(1, share)  # workers sharing the port: each enforces limit / share
+        self._tats: dict[tuple[str, str], float] = {}
+
+    def _limit(self, limit: int) -> int:
+        return max(1, limit // self.share) if limit else 0
+
+    async def take(self, limits: Limits, tokens: int) -> Decision:
+        return self.take_now(limits, tokens, time.monotonic())
+
+    def take_now(self, limits: Limits, tokens: int, now: float) -> Decision:
+        rpm, tpm = self._limit(limits.rpm), self._limit(limits.tpm)
+        if tpm and tokens > tpm:
+            return Decision(False, rpm, 0, 0.0, tpm, 0, 0.0, refused="too_large")
+        r_key, t_key = (limits.bucket, "r"), (limits.bucket, "t")
+        r = _step(self._tats.get(r_key, now), now, rpm, 1) if rpm else (True, now, now)
+        t = _step(self._tats.get(t_key, now), now, tpm, tokens) if tpm else (True, now, now)
+        allowed = r[0] and t[0]
+        if allowed:  # both or neither: a refused request costs nothing
+            if rpm:
+                self._tats[r_key] = r[2]
+            if tpm:
+                self._tats[t_key] = t[2]
+        r_left, r_reset = _state(r[2] if allowed else r[1], now, rpm) if rpm else (0, 0.0)
+        t_left, t_reset = _state(t[2] if allowed else t[1], now, tpm) if tpm else (0, 0.0)
+        retry = 0.0 if allowed else max(r[2] - now - WINDOW, t[2] - now - WINDOW, 0.0)
+        refused = None if allowed else ("requests" if not r[0] else "tokens")
+        return Decision(allowed, rpm, r_left, r_reset, tpm, t_left, t_reset, retry, refused)
+
+    def settle(self, limits: Limits, delta: int) -> None:
+        self.settle_now(limits, delta, time.monotonic())
+
+    def settle_now(self, limits: Limits, delta: int, now: float) -> None:
+        tpm = self._limit(limits.tpm)
+        if not tpm or not delta:
+            return
+        key = (limits.bucket, "t")
+        tat = max(self._tats.get(key, now) + delta * WINDOW / tpm, now)
+        if tat <= now:
+            self._tats.pop(key, None)  # whole again: nothing to remember
+        else:
+            self._tats[key] = tat
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._tats.clear()
+
+
+# ---- OpenAI's rendering ------------------------------------------------------------------------
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it, to the millisecond, as OpenAI's reset headers show it:
+    ``0s``, ``120ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h0m0s``."""
+    ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest // 1000}" + (f".{rest % 1000:03d}".rstrip("0") if rest % 1000 else "") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    return f"{minutes}m{secs}" if minutes else secs
+
+
+def rate_headers(d: Decision) -> tuple[tuple[str, str], ...]:
+    """OpenAI's six ``x-ratelimit-*`` headers (a side without a limit is left out)."""
+    out: list[tuple[str, str]] = []
+    if d.limit_requests:
+        out += [("x-ratelimit-limit-requests", str(d.limit_requests)),
+                ("x-ratelimit-remaining-requests", str(d.remaining_requests)),
+                ("x-ratelimit-reset-requests", go_duration(d.reset_requests))]
+    if d.limit_tokens:
+        out += [("x-ratelimit-limit-tokens", str(d.limit_tokens)),
+                ("x-ratelimit-remaining-tokens", str(d.remaining_tokens)),
+                ("x-ratelimit-reset-tokens", go_duration(d.reset_tokens))]
+    return tuple(out)
+
+
+def refusal(d: Decision, model: str, tokens: int) -> RateLimitExceeded:
+    """The 429 for a refused ``Decision``, in OpenAI's words."""
+    if d.refused == "too_large":
+        return too_large(model, d.limit_tokens, tokens)
+    retry = go_duration(d.retry_after)
+    if d.refused == "tokens":
+        used = d.limit_tokens - d.remaining_tokens
+        what, limit, requested = "tokens per min (TPM)", d.limit_tokens, tokens
+    else:
+        used = d.limit_requests - d.remaining_requests
+        what, limit, requested = "requests per min (RPM)", d.limit_requests, 1
+    return RateLimitExceeded(
+        f"Rate limit reached for {model} on {what}: Limit {limit}, Used {used}, Requested {requested}. "
+        f"Please try again in {retry}.", kind=d.refused or "requests", retry_after=d.retry_after)
+
+
+def too_large(model: str, limit: int, tokens: int) -> RateLimitExceeded:
+    """A reservation that no wait can satisfy: refused at once, and the SDKs told not to retry."""
+    return RateLimitExceeded(
+        f"Request too large for {model} on tokens per min (TPM): Limit {limit}, Requested {tokens}. "
+        "The input or output tokens must be reduced in order to run successfully.",
+        kind="tokens", retry_after=None, headers=(("x-should-retry", "false"),))

@@ -1,0 +1,120 @@
+"""Every route of the app passes every access gate: a test that lists ``app.router`` itself,
+so a route added later is checked without anyone remembering to add it here."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy.access.keys import hash_key, new_key
+from proxy.access.policy import policy_for
+from proxy.appkeys import ADMISSION
+from tests.conftest import AppFactory
+from tests.fake_ollama import FakeOllama
+
+KEY = new_key()
+ALLOWED = "https://app.example"
+CONFIG = {
+    "auth": {"keys": [{"id": "k", "sha256": hash_key(KEY)}]},
+    "cors": {"origins": [ALLOWED]},
+    "passthrough": {"enabled": True},
+}
+# A concrete path for each kind of placeholder a route may have.
+_FILL = {"id": "llama3.2:latest", "path": "chat"}
+PROBES = {"/livez", "/readyz", "/v1/health"}
+
+
+def concrete(route: web.AbstractRoute) -> str:
+    canonical = route.resource.canonical if route.resource is not None else ""
+    return re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: _FILL.get(m.group(1), "x"), canonical)
+
+
+def every_route(app: web.Application) -> list[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for route in app.router.routes():
+        methods = ("GET", "POST") if route.method == "*" else (route.method,)
+        found.update((method, concrete(route)) for method in methods)
+    return sorted(found)
+
+
+async def call(url: str, method: str, path: str, headers: dict[str, str] | None = None,
+               data: bytes | None = None) -> tuple[int, dict[str, Any] | None]:
+    async with aiohttp.ClientSession() as session, \
+            session.request(method, url + path, headers=headers or {}, data=data) as r:
+        body = await r.read()
+        try:
+            return r.status, (await r.json(content_type=None)) if body else None
+        except ValueError:
+            return r.status, None
+
+
+@pytest.fixture
+async def served(app_factory: AppFactory) -> tuple[str, list[tuple[str, str]], web.Application]:
+    url, app = await app_factory(CONFIG)
+    routes = every_route(app)
+    assert {("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/api/chat")} <= set(routes)
+    return url, routes, app
+
+
+def _code(body: dict[str, Any] | None) -> Any:
+    return body["error"]["code"] if body else None
+
+
+async def test_every_route_needs_a_key_but_the_probes(served: tuple[str, list[tuple[str, str]], Any],
+                                                      fake_ollama: FakeOllama) -> None:
+    url, routes, _ = served
+    for method, path in routes:
+        status, body = await call(url, method, path)
+        if path in PROBES:
+            assert status == 200, (method, path)
+        else:
+            assert (status, _code(body)) == (401, "invalid_api_key") or method == "HEAD" and status == 401, \
+                (method, path, status, body)
+    assert fake_ollama.counts["/api/chat"] == 0
+
+
+async def test_every_route_refuses_a_foreign_origin_before_anything_else(
+        served: tuple[str, list[tuple[str, str]], Any]) -> None:
+    url, routes, _ = served
+    for method, path in routes:
+        # no key and a body of the wrong type: the Origin is still what answers
+        status, body = await call(url, method, path, {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+                                  b"{}" if method == "POST" else None)
+        assert status == 403 and (method == "HEAD" or _code(body) == "origin_not_allowed"), (method, path, status)
+
+
+async def test_every_route_refuses_a_foreign_host(served: tuple[str, list[tuple[str, str]], Any]) -> None:
+    url, routes, _ = served
+    for method, path in routes:
+        status, body = await call(url, method, path, {"Host": "rebound.evil.example", "Authorization": f"Bearer {KEY}"})
+        assert status == 403 and (method == "HEAD" or _code(body) == "host_not_allowed"), (method, path, status)
+
+
+async def test_every_json_route_refuses_a_body_not_declared_json(served: tuple[str, list[tuple[str, str]], Any],
+                                                                 fake_ollama: FakeOllama) -> None:
+    url, routes, _ = served
+    posts = [(m, p) for m, p in routes if m == "POST"]
+    assert posts
+    for method, path in posts:
+        assert policy_for(method, path).json, path
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            status, body = await call(url, method, path, {"Authorization": f"Bearer {KEY}",
+                                                          "Content-Type": content_type},
+                                      b'{"model": "llama3.2", "messages": [], "input": "x"}')
+            assert (status, _code(body)) == (415, "unsupported_media_type"), (path, content_type, status, body)
+    assert fake_ollama.counts["/api/chat"] == 0
+
+
+async def test_every_route_answers_a_preflight_without_key_upstream_or_slot(
+        served: tuple[str, list[tuple[str, str]], web.Application], fake_ollama: FakeOllama) -> None:
+    url, routes, app = served
+    before = sum(fake_ollama.counts.values())
+    for _, path in routes:
+        status, _ = await call(url, "OPTIONS", path, {"Origin": ALLOWED, "Access-Control-Request-Method": "POST",
+                                                      "Access-Control-Request-Headers": "authorization, content-type"})
+        assert status == 204, path
+    assert sum(fake_ollama.counts.values()) == before and app[ADMISSION].active == 0
