@@ -51,7 +51,6 @@ CLASSES = [
     (PayloadTooLarge, 413, "invalid_request_error", "payload_too_large"),
     (RequestTimeout, 408, "invalid_request_error", "request_timeout"),
     (ExpectationFailed, 417, "invalid_request_error", "expectation_failed"),
-    (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_content_encoding"),
     (UnsupportedParameter, 400, "invalid_request_error", "unsupported_parameter"),
     (PermissionDenied, 403, "permission_error", None),
     (NotFound, 404, "not_found_error", None),

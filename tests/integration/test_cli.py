@@ -91,7 +91,7 @@ async def test_the_log_cannot_be_forged_and_has_no_tracebacks_for_malformed_requ
     await fake_ollama.stop()  # a 502, logged with the path the client chose
     answers = []
     for request in (
-        b"GET /v1/models/x%0D%1B%5B2K%E2%80%A8forged HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+        b"GET /v1/models/x%0D%1B%5B2K%E2%80%A8forged HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         b"GET /livez HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",  # aiohttp's own 400
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -180,7 +180,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_its_slot_given_back(
         sock.setblocking(False)
         await loop.sock_connect(sock, (host, int(port)))
         data = orjson.dumps(body)
-        await loop.sock_sendall(sock, f"POST {path} HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+        await loop.sock_sendall(sock, f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                                       f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
         await asyncio.wait_for(fake_ollama.stream_started.wait(), 5)
         async with sdk(url) as client:
@@ -294,7 +294,7 @@ async def test_expect_100_continue_is_refused_before_the_body_is_invited(
     url = await proxy_factory({"passthrough": {"enabled": True}})
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nExpect: {expect}\r\n"
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: {expect}\r\n"
                  f"{extra}Content-Length: {length}\r\n\r\n".encode())  # and the body is held back
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -312,7 +312,8 @@ async def test_a_fitting_body_still_gets_100_continue(proxy_url: str, fake_ollam
     host, port = proxy_url.removeprefix("http://").split(":")
     body = orjson.dumps({"model": "llama3.2", "messages": USER})
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nExpect: 100-continue\r\nConnection: close\r\n"
+    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                 "Content-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode())
     try:
         assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -374,7 +375,7 @@ async def test_a_large_whole_answer_to_a_client_that_never_reads_is_dropped_too(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # tiny, and never read
             sock.setblocking(False)
             await loop.sock_connect(sock, (host, int(port)))
-            await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+            await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
             await asyncio.wait_for(signal.seen.wait(), 10)
     finally:

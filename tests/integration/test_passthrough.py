@@ -149,7 +149,7 @@ async def raw(url: str, method: str, target: str, body: bytes = b"") -> tuple[in
     """A request with ``target`` exactly as written (aiohttp's client would normalise it)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    head = (f"{method} {target} HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+    head = (f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     writer.write(head.encode() + body)
     try:
