@@ -1,14 +1,16 @@
 // The health view: every Ollama server from /v1/health, and the proxy's own load from /metrics
 // when metrics are on, refreshed every few seconds while the view is open.
 //
-// /v1/health is read in these shapes (snake_case or camelCase keys):
-//   one server:  {status, reason?, ollama: {reachable, version, latency_ms}}
+// /v1/health is read in the two shapes the proxy answers (proxy/probe.py, proxy/pool/pool.py),
+// snake_case or camelCase keys:
+//   one server:  {status, reason?, ollama: {reachable, version?, latency_ms}}
 //   a pool:      {status, reason?, upstreams: [{name, reachable, eligible, version, latency_ms,
-//                 error, in_flight, ejected_for_s, models: <count>,
+//                 error, in_flight, consecutive_failures, ejected_for_s, models: <count or null>,
 //                 loaded: [{model, size, size_vram, expires_at}]}]}
 //   (also accepted: `servers` for `upstreams`, `models` as the loaded list, `name` for `model`)
-// /metrics (Prometheus text): ollama_proxy_requests_in_flight{model} and
-// ollama_proxy_admission_waiting.
+// /metrics (Prometheus text, proxy/observe/metrics.py): ollama_proxy_requests_in_flight{model}
+// and ollama_proxy_admission_waiting. The proxy declares the in-flight family even when nothing
+// is in flight (no sample then), so a declared family without samples reads as 0, not unknown.
 
 import { call } from "./api.js";
 import { el, table } from "./dom.js";
@@ -29,6 +31,7 @@ function server(s, fallbackName, reason) {
   const models = [s.loaded, s.models].find(Array.isArray) ?? null;  // pool: models is a count
   const inFlight = pick(s, "in_flight", "inFlight");
   const ejected = pick(s, "ejected_for_s", "ejectedForS");
+  const failures = pick(s, "consecutive_failures", "consecutiveFailures");
   return {
     name: s.name ?? s.url ?? pick(s, "base_url", "baseUrl") ?? fallbackName,
     url: s.url ?? pick(s, "base_url", "baseUrl") ?? null,
@@ -39,6 +42,8 @@ function server(s, fallbackName, reason) {
     models: models ? models.map(model) : null,
     inFlight: typeof inFlight === "number" ? inFlight : null,
     ejectedFor: typeof ejected === "number" ? ejected : null,
+    modelCount: typeof s.models === "number" ? s.models : null,  // a pool server's models
+    failures: typeof failures === "number" ? failures : null,
   };
 }
 
@@ -53,11 +58,20 @@ export function serversOf(body) {
   return [];
 }
 
-/** Samples of a Prometheus text exposition: [{name, labels, value}]. */
+/**
+ * A Prometheus text exposition: {declared: [family names from # TYPE lines], samples:
+ * [{name, labels, value}]}. A gauge family can be declared with no sample (no label set yet).
+ */
 export function parseMetrics(text) {
+  const declared = [];
   const samples = [];
   for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
+    if (!line) continue;
+    if (line.startsWith("#")) {
+      const type = /^#\s*TYPE\s+([A-Za-z_:][\w:]*)\s/.exec(line);
+      if (type) declared.push(type[1]);
+      continue;
+    }
     const m = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m) continue;
     const labels = {};
@@ -66,17 +80,23 @@ export function parseMetrics(text) {
     }
     samples.push({ name: m[1], labels, value: Number(m[3]) });
   }
-  return samples;
+  return { declared, samples };
 }
 
+const IN_FLIGHT = "ollama_proxy_requests_in_flight";
+const WAITING = "ollama_proxy_admission_waiting";
+
 /** The proxy's load: {inFlight, perModel: [[model, n]], waiting} (null where not exported). */
-export function proxyLoad(samples) {
-  const inflight = samples.filter((s) => s.name === "ollama_proxy_requests_in_flight");
-  const waiting = samples.filter((s) => s.name === "ollama_proxy_admission_waiting");
+export function proxyLoad({ declared, samples }) {
+  const total = (name) => {
+    const found = samples.filter((s) => s.name === name);
+    if (!found.length) return declared.includes(name) ? 0 : null;
+    return found.reduce((a, s) => a + s.value, 0);
+  };
   return {
-    inFlight: inflight.length ? inflight.reduce((a, s) => a + s.value, 0) : null,
-    perModel: inflight.filter((s) => s.value > 0).map((s) => [s.labels.model ?? "?", s.value]),
-    waiting: waiting.length ? waiting.reduce((a, s) => a + s.value, 0) : null,
+    inFlight: total(IN_FLIGHT),
+    perModel: samples.filter((s) => s.name === IN_FLIGHT && s.value > 0).map((s) => [s.labels.model ?? "?", s.value]),
+    waiting: total(WAITING),
   };
 }
 
@@ -103,22 +123,33 @@ function serverCard(s) {
     el("div", { class: "stats" },
       stat("Version", s.version ?? "—"),
       stat("Latency", s.latency === null ? "—" : millis(Number(s.latency))),
+      s.modelCount === null ? null : stat("Models", String(s.modelCount)),
       s.inFlight === null ? null : stat("In flight", String(s.inFlight)),
-      s.ejectedFor === null ? null : stat("Ejected for", `${Math.ceil(s.ejectedFor)} s`)),
+      s.ejectedFor === null ? null : stat("Ejected for", `${Math.ceil(s.ejectedFor)} s`),
+      s.failures ? stat("Failed probes in a row", String(s.failures)) : null),
     s.reason && !s.reachable ? el("p", { class: "error" }, s.reason) : null,
     models);
 }
 
+// Why /metrics gave nothing, by its status: off (404, or on a port of its own), or behind the
+// scrape token of [metrics] token, which is not an API key and which the console never has.
+const NO_METRICS = {
+  404: "Metrics are not served on this port (/metrics is off, or on a port of its own), so in-flight requests and the queue are not shown.",
+  0: "Could not reach /metrics, so in-flight requests and the queue are not shown.",
+  401: "/metrics needs its scrape token ([metrics] token), so in-flight requests and the queue are not shown.",
+};
+
 function loadCard(load) {
-  if (load === null) {
+  if (load.samples === null) {
     return el("article", { class: "card" }, el("h2", {}, "Proxy"),
-      el("p", { class: "muted" }, "Metrics are not enabled on this proxy (/metrics), so in-flight requests and the queue are not shown."));
+      el("p", { class: "muted" }, NO_METRICS[load.status] ?? `/metrics answered ${load.status}: in-flight requests and the queue are not shown.`));
   }
+  const { inFlight, waiting, perModel } = proxyLoad(load.samples);
   return el("article", { class: "card", id: "proxy-card" }, el("h2", {}, "Proxy"),
     el("div", { class: "stats" },
-      stat("In flight", load.inFlight === null ? "—" : String(load.inFlight)),
-      stat("Waiting in queue", load.waiting === null ? "—" : String(load.waiting))),
-    load.perModel.length ? table(["Model", "In flight"], load.perModel, (i) => i === 1) : null);
+      stat("In flight", inFlight === null ? "—" : String(inFlight)),
+      stat("Waiting in queue", waiting === null ? "—" : String(waiting))),
+    perModel.length ? table(["Model", "In flight"], perModel, (i) => i === 1) : null);
 }
 
 async function readHealth() {
@@ -127,13 +158,14 @@ async function readHealth() {
   return body;
 }
 
+/** {status, samples}: the parsed exposition, or null samples with the status that refused it. */
 async function readLoad() {
   try {
     const response = await call("/metrics", { prompt: false, headers: { Accept: "text/plain" } });
-    if (!response.ok) return null;
-    return proxyLoad(parseMetrics(await response.text()));
+    if (!response.ok) return { status: response.status, samples: null };
+    return { status: response.status, samples: parseMetrics(await response.text()) };
   } catch {
-    return null;
+    return { status: 0, samples: null };
   }
 }
 

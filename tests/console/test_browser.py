@@ -10,7 +10,7 @@ import asyncio
 import base64
 import io
 import json
-import time
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
-from playwright.async_api import Page
+from playwright.async_api import Page, Request, expect
 
 from proxy.app import create_app
-from proxy.outcome import OUTCOME_LISTENERS, Outcome
+from proxy.appkeys import ADMISSION, CLIENT, STORE_SERVICE
 from tests.conftest import make_config
 from tests.console.conftest import PHONE, screenshot
 from tests.fake_ollama import VERSION, FakeOllama, Reply, ToolCall
@@ -31,18 +31,15 @@ from tests.fake_ollama import VERSION, FakeOllama, Reply, ToolCall
 WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
 
 
-async def start_proxy(fake: FakeOllama, *, key: str | None = None,
-                      stored: bool = False) -> tuple[TestServer, web.Application]:
-    """The proxy with the test-only stand-ins below registered before it starts."""
-    app = create_app(make_config(fake.url, {"health": {"interval": 0}}))
-    usage = UsageStandIn()
-    app[OUTCOME_LISTENERS].append(usage.record)
-    app[USAGE] = usage
-    app.router.add_get("/v1/organization/usage/completions", usage.handle)
-    app.router.add_get("/metrics", metrics_stand_in)
-    if stored:
-        app.router.add_get("/v1/chat/completions", stored_list_stand_in)
-        app.router.add_get("/v1/chat/completions/{id}/messages", stored_messages_stand_in)
+def store_on(tmp_path: Path) -> dict[str, Any]:
+    """The real store (issue 10) on a throwaway SQLite file; usage written every 50 ms."""
+    return {"store": {"enabled": True, "url": "sqlite:///" + str(tmp_path / "p.db"), "flush_interval": 0.05}}
+
+
+async def start_proxy(fake: FakeOllama, toml: dict[str, Any] | None = None, *,
+                      key: str | None = None) -> tuple[TestServer, web.Application]:
+    """The proxy as configured by ``toml`` (metrics are on by default, as in production)."""
+    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **(toml or {})}))
     if key is not None:
         app[SEEN_AUTH] = []
         app.middlewares.append(require_key(key))
@@ -58,89 +55,30 @@ async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.App
     await server.close()
 
 
+@pytest.fixture
+async def stored_app(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
+    """The proxy with its store on: the Usage API and stored chat completions are real."""
+    server, app = await start_proxy(fake_ollama, store_on(tmp_path))
+    yield f"http://127.0.0.1:{server.port}", app
+    await server.close()
+
+
+def sdk(base: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+
+
 # --------------------------------------------------------------------------------------------
-# TEST-ONLY STAND-INS, to be swapped at merge:
-#  * UsageStandIn answers GET /v1/organization/usage/completions in OpenAI's page/bucket/result
-#    shape from the Outcomes this proxy reported. At merge, drop it (and its two lines in
-#    proxy_app) and enable the real store (issue 10) in proxy_app's config instead; the test
-#    body stays the same.
-#  * metrics_stand_in answers GET /metrics with the two series the health view reads. At merge,
-#    drop it and enable the real metrics (issue 11).
+# TEST-ONLY STAND-IN, until API keys (issue 9) are merged: require_key answers 401 on /v1/*
+# without ``Bearer <key>``, the way the access layer will. TO SWAP at that merge: drop it and
+# SEEN_AUTH, configure a real key in test_a_401_asks_for_a_key_kept_for_the_tab_only's
+# start_proxy call, and read the Authorization headers sent from the page's requests instead.
+# (The Usage API, stored completions and /metrics stand-ins are gone: those are real now.)
 # --------------------------------------------------------------------------------------------
-class UsageStandIn:
-    """OpenAI's completions Usage API over the outcomes seen, bucketed by UTC day."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[float, Outcome]] = []
-        self.told = asyncio.Event()
-
-    def record(self, outcome: Outcome) -> None:
-        self.rows.append((time.time(), outcome))
-        self.told.set()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        query = request.query
-        start, end = int(query["start_time"]), int(query.get("end_time", time.time()))
-        assert query.get("bucket_width") == "1d" and query.get("group_by") == "model,api_key_id"
-        data = []
-        for day in range(start, end, 86400):
-            groups: dict[tuple[str, str], dict[str, Any]] = {}
-            for at, o in self.rows:
-                if day <= at < day + 86400:
-                    r = groups.setdefault((o.model, o.key_id), {
-                        "object": "organization.usage.completions.result", "input_tokens": 0,
-                        "output_tokens": 0, "input_cached_tokens": 0, "num_model_requests": 0,
-                        "project_id": None, "user_id": None, "api_key_id": o.key_id,
-                        "model": o.model, "batch": None})
-                    r["input_tokens"] += o.prompt_tokens
-                    r["output_tokens"] += o.completion_tokens
-                    r["num_model_requests"] += 1
-            data.append({"object": "bucket", "start_time": day, "end_time": day + 86400,
-                         "results": list(groups.values())})
-        return web.json_response({"object": "page", "data": data, "has_more": False, "next_page": None})
-
-
-USAGE = web.AppKey("test_usage_stand_in", UsageStandIn)
-
-
-async def metrics_stand_in(request: web.Request) -> web.Response:
-    return web.Response(text=(
-        "# TYPE ollama_proxy_requests_in_flight gauge\n"
-        'ollama_proxy_requests_in_flight{model="qwen3:8b"} 2\n'
-        'ollama_proxy_requests_in_flight{model="llama3.2:latest"} 1\n'
-        "# TYPE ollama_proxy_admission_waiting gauge\n"
-        "ollama_proxy_admission_waiting 3\n"), content_type="text/plain")
-STORED = {
-    "object": "chat.completion", "id": "chatcmpl-stored1", "created": 1764460800, "model": "qwen3:8b",
-    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
-        "role": "assistant", "content": "Stored answer about tides.", "tool_calls": None}}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
-    "metadata": {}, "request_id": "req_1", "service_tier": "default"}
-
-
-async def stored_list_stand_in(request: web.Request) -> web.Response:
-    """Stands in for the store's GET /v1/chat/completions (issue 10), OpenAI's list shape.
-    At merge, drop both stored stand-ins and enable the real store in start_proxy."""
-    assert request.query.get("order") == "desc"
-    return web.json_response({"object": "list", "data": [STORED], "first_id": STORED["id"],
-                              "last_id": STORED["id"], "has_more": False})
-
-
-async def stored_messages_stand_in(request: web.Request) -> web.Response:
-    assert request.match_info["id"] == STORED["id"]
-    return web.json_response({"object": "list", "data": [
-        {"id": "chatcmpl-stored1-0", "role": "system", "content": "Be brief.", "name": None, "content_parts": None},
-        {"id": "chatcmpl-stored1-1", "role": "user", "content": "Why are there tides?", "name": None,
-         "content_parts": None}], "first_id": "chatcmpl-stored1-0", "last_id": "chatcmpl-stored1-1",
-        "has_more": False})
-
-
 SEEN_AUTH = web.AppKey("test_seen_authorization", list[str])
 
 
 def require_key(key: str) -> Any:
-    """Stands in for API keys (issue 9): /v1/* needs ``Bearer <key>``, else OpenAI's 401.
-    At merge, drop it and configure a real key in start_proxy instead."""
+    """Stands in for API keys (issue 9): /v1/* needs ``Bearer <key>``, else OpenAI's 401."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -155,7 +93,7 @@ def require_key(key: str) -> Any:
         return response
 
     return middleware
-# ------------------------------------------------------------------ end of test-only stand-ins
+# ------------------------------------------------------------------ end of the test-only stand-in
 
 
 async def open_view(page: Page, base: str, view: str) -> None:
@@ -251,17 +189,25 @@ async def test_stop_closes_the_upstream_request(
 
 
 async def test_usage_chart_shows_the_tokens_ollama_reported(
-        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
+        stored_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
         tmp_path: Path) -> None:
-    base, app = proxy_app
-    usage = app[USAGE]
+    base, app = stored_app
+    service = app[STORE_SERVICE]
     fake_ollama.push(Reply(content="one two three", prompt_eval_count=120, eval_count=30),
                      Reply(content="four five", prompt_eval_count=80, eval_count=20),
                      Reply(content="six", prompt_eval_count=40, eval_count=10))
-    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as sdk:
+    async with sdk(base) as client:
         for model in ["llama3.2", "qwen3:8b", "qwen3:8b"]:
-            await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
-    assert len(usage.rows) == 3
+            await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    # The store's background writer puts them in SQLite (the Usage API would flush them anyway).
+    # A request is counted when its handler ends, just after the client has the answer, so the
+    # writes are awaited until all three are in.
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while sum(r.requests for r in await service.store.usage(0, 2**40)) < 3:
+            service.written.clear()
+            await service.written.wait()
+    rows = await service.store.usage(0, 2**40)
+    assert sum(r.requests for r in rows) == 3 and sum(r.input_tokens + r.output_tokens for r in rows) == 300
     await open_view(page, base, "usage")
     await page.wait_for_selector("#usage-tokens svg rect[data-series]", timeout=WAIT_MS)
 
@@ -296,22 +242,103 @@ async def test_usage_chart_shows_the_tokens_ollama_reported(
     await screenshot(page, tmp_path, "usage-phone")
 
 
-async def test_health_view_shows_a_stopped_server_as_down(
-        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
-        tmp_path: Path) -> None:
-    base, _ = proxy_app
-    await open_view(page, base, "health")
-    await page.select_option("#health-refresh", "2")
-    card = page.locator(".server")
-    await card.locator(".pill.up").wait_for(timeout=WAIT_MS)
-    assert VERSION in await card.inner_text()
-    proxy_card = await page.inner_text("#proxy-card")
-    assert "In flight\n3" in proxy_card and "Waiting in queue\n3" in proxy_card
-    await screenshot(page, tmp_path, "health")
-    await fake_ollama.stop()
-    await card.locator(".pill.down").wait_for(timeout=WAIT_MS)  # the next refresh sees it
-    assert "down" in await card.inner_text()
-    assert await page.locator(".server .error").count() == 1
+def sent_json(request: Request) -> dict[str, Any]:
+    """The JSON body the page sent."""
+    body = request.post_data_json
+    assert isinstance(body, dict), body
+    return body
+
+
+CELLS = "rows => rows.map((r) => [...r.cells].map((c) => c.textContent))"  # a table's text
+
+
+async def held_stream(client: openai.AsyncOpenAI, model: str) -> None:
+    """A streamed completion read until it ends (or its task is cancelled)."""
+    stream = await client.chat.completions.create(model=model, stream=True,
+                                                  messages=[{"role": "user", "content": "hold on"}])
+    async for _ in stream:
+        pass
+
+
+async def test_health_view_shows_the_proxys_load_and_a_stopped_server_as_down(
+        fake_ollama: FakeOllama, page: Page, tmp_path: Path) -> None:
+    # Two admission slots: a third request waits in the proxy's queue.
+    server, app = await start_proxy(fake_ollama, {"admission": {"max_concurrent": 2}})
+    base = f"http://127.0.0.1:{server.port}"
+    held: list[asyncio.Task[None]] = []
+    try:
+        async with sdk(base) as client:
+            # Ollama has served qwen3:8b once, so /metrics labels it by name (not "other").
+            await client.chat.completions.create(model="qwen3:8b", messages=[{"role": "user", "content": "hi"}])
+            fake_ollama.push(Reply(chunks=["a", "b"], hang=True), Reply(chunks=["c", "d"], hang=True),
+                             Reply(content="late"))
+            await open_view(page, base, "health")
+            await page.select_option("#health-refresh", "2")
+            card = page.locator(".server")
+            await card.locator(".pill.up").wait_for(timeout=WAIT_MS)
+            assert VERSION in await card.inner_text()
+            in_flight = page.locator("#proxy-card .stat", has_text="In flight").locator("strong")
+            waiting = page.locator("#proxy-card .stat", has_text="Waiting in queue").locator("strong")
+            await expect(in_flight).to_have_text("0", timeout=WAIT_MS)  # declared, no sample: none
+            await expect(waiting).to_have_text("0", timeout=WAIT_MS)
+            for _ in range(3):
+                held.append(asyncio.create_task(held_stream(client, "qwen3:8b")))
+            # What the real /metrics says on the next refreshes: two at Ollama, one queued.
+            await expect(in_flight).to_have_text("2", timeout=WAIT_MS)
+            await expect(waiting).to_have_text("1", timeout=WAIT_MS)
+            assert (app[ADMISSION].active, app[ADMISSION].waiting) == (2, 1)
+            assert fake_ollama.open_streams == 2
+            rows = await page.locator("#proxy-card tbody tr").evaluate_all(CELLS)
+            assert rows == [["qwen3:8b", "2"]]
+            await screenshot(page, tmp_path, "health")
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            await expect(in_flight).to_have_text("0", timeout=WAIT_MS)
+            await expect(waiting).to_have_text("0", timeout=WAIT_MS)
+        await fake_ollama.stop()
+        await card.locator(".pill.down").wait_for(timeout=WAIT_MS)  # the next refresh sees it
+        assert "down" in await card.inner_text()
+        assert await page.locator(".server .error").count() == 1
+    finally:
+        for task in held:
+            task.cancel()
+        await server.close()
+
+
+async def test_health_view_shows_every_server_of_a_pool(page: Page) -> None:
+    """The pool's real /v1/health body (issue 12): one card per server with its loaded models."""
+    fakes = {"gpu-a": FakeOllama(["llama3.2:latest", "qwen3:8b"]), "gpu-b": FakeOllama(["llama3.2:latest"])}
+    for fake in fakes.values():
+        await fake.start()
+    fakes["gpu-a"].load("qwen3:8b", size_vram=2_600_000_000)  # partly in VRAM
+    fakes["gpu-b"].load("llama3.2:latest")
+    server, app = await start_proxy(fakes["gpu-a"], {
+        "upstreams": [{"name": name, "base_url": fake.url} for name, fake in fakes.items()],
+        "routing": {"probe_interval": 0.05, "probe_timeout": 1.0, "discovery_interval": 0.1,
+                    "discovery_timeout": 1.0, "eject_after": 3, "eject_base": 0.3, "eject_max": 1.0}})
+    try:
+        pool = app[CLIENT]
+        await pool.wait_for(lambda: all(s.loaded for s in pool.servers), WAIT_MS / 1000)
+        await open_view(page, f"http://127.0.0.1:{server.port}", "health")
+        await page.select_option("#health-refresh", "2")
+        a, b = page.locator('.server[data-server="gpu-a"]'), page.locator('.server[data-server="gpu-b"]')
+        await a.locator(".pill.up").wait_for(timeout=WAIT_MS)
+        await b.locator(".pill.up").wait_for(timeout=WAIT_MS)
+        text = await a.inner_text()
+        assert VERSION in text and "Models\n2" in text and "In flight\n0" in text
+        [row] = await a.locator("tbody tr").evaluate_all(CELLS)
+        assert row[0] == "qwen3:8b" and row[2] == "2.4 GiB" and row[3].endswith("%") and row[4].startswith("in ")
+        assert 0 < int(row[3].rstrip("%")) < 100
+        [row] = await b.locator("tbody tr").evaluate_all(CELLS)
+        assert row[0] == "llama3.2:latest" and row[3] == "100%"
+        await fakes["gpu-b"].stop()
+        await b.locator(".pill.down").wait_for(timeout=WAIT_MS)
+        assert await b.locator(".error").count() == 1 and await a.locator(".pill.up").count() == 1
+    finally:
+        await server.close()
+        for fake in fakes.values():
+            await fake.stop()
 
 
 async def test_a_401_asks_for_a_key_kept_for_the_tab_only(fake_ollama: FakeOllama, page: Page) -> None:
@@ -381,43 +408,76 @@ async def test_a_dropped_image_is_sent_as_a_data_url(
 
 
 async def test_an_upstream_error_is_shown_with_openais_message(
-        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+        proxy_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page,
+        caplog: pytest.LogCaptureFixture) -> None:
     base, _ = proxy_app
+    caplog.set_level(logging.INFO)
     fake_ollama.push(Reply(status=500, error="model runner has unexpectedly stopped"))
     await open_view(page, base, "playground")
     await pick_model(page, "llama3.2:latest")
     await page.fill("#user", "hi")
-    await page.click("#send")
+    async with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/v1/chat/completions")) as info:
+        await page.click("#send")
+    request_id = (await info.value).headers["x-request-id"]
     error = page.locator(".message.assistant .error")
     await error.wait_for(timeout=WAIT_MS)
-    assert "model runner has unexpectedly stopped" in await error.inner_text()
+    # OpenAI's generic text with the id to quote; Ollama's own words only in the proxy's log.
+    shown = await error.inner_text()
+    assert shown == f"The model server had an error while processing your request. (request id {request_id})"
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("proxy") and r.levelno >= logging.WARNING]
+    assert any("model runner has unexpectedly stopped" in m and request_id in m for m in logged), logged
     assert await page.is_enabled("#send")
 
 
-async def test_stored_completions_are_listed_and_opened(fake_ollama: FakeOllama, page: Page) -> None:
-    server, _ = await start_proxy(fake_ollama, stored=True)
-    try:
-        await page.goto(f"http://127.0.0.1:{server.port}/console/#playground")
-        item = page.locator("#stored-list button")
-        await item.wait_for(timeout=WAIT_MS)
-        assert "qwen3:8b" in await item.inner_text() and "Stored answer" in await item.inner_text()
-        await item.click()
-        await page.locator(".message.assistant .content", has_text="Stored answer about tides.").wait_for(
-            timeout=WAIT_MS)
-        assert await page.inner_text(".message.user .content") == "Why are there tides?"
-        assert "9 prompt + 5 completion = 14 tokens" in await page.inner_text(".message.assistant .stats-line")
-        # With the store on, a request asks to be stored (this branch's proxy refuses store: true
-        # with a 400 until the store is merged; only what the console sends is checked here).
-        await pick_model(page, "qwen3:8b")
-        await page.fill("#user", "And neap tides?")
-        async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/chat/completions")) as sent:
-            await page.click("#send")
-        body = (await sent.value).post_data_json
-        assert body["store"] is True and body["stream_options"] == {"include_usage": True}
-        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
-        assert body["messages"][0]["content"] == "Be brief."
-    finally:
-        await server.close()
+async def test_stored_completions_are_saved_listed_and_opened(
+        stored_app: tuple[str, web.Application], fake_ollama: FakeOllama, page: Page) -> None:
+    base, _ = stored_app
+    await open_view(page, base, "playground")
+    await page.wait_for_selector("#stored-block:not([hidden])", timeout=WAIT_MS)  # the store answers
+    assert await page.locator("#stored-list li").count() == 0
+    await pick_model(page, "qwen3:8b")
+    await page.fill("#system", "Be brief.")
+    await page.fill("#user", "Why are there tides?")
+    fake_ollama.push(Reply(chunks=["Stored ", "answer ", "about tides."], prompt_eval_count=9, eval_count=5),
+                     Reply(content="Neap tides are weak.", prompt_eval_count=20, eval_count=6))
+    async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/chat/completions")) as sent:
+        await page.click("#send")
+    body = sent_json(await sent.value)
+    assert body["store"] is True and body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    # Saved by the real store, then listed from GET /v1/chat/completions.
+    item = page.locator("#stored-list button")
+    await item.wait_for(timeout=WAIT_MS)
+    assert "qwen3:8b" in await item.inner_text() and "Stored answer about tides." in await item.inner_text()
+    async with sdk(base) as client:
+        [stored] = (await client.chat.completions.list()).data
+        assert stored.choices[0].message.content == "Stored answer about tides."
+        assert stored.usage is not None and (stored.usage.prompt_tokens, stored.usage.completion_tokens) == (9, 5)
+        messages = (await client.chat.completions.messages.list(stored.id)).data
+        assert [(m.role, m.content) for m in messages] == [("system", "Be brief."), ("user", "Why are there tides?")]
+    # Opened from the list in a fresh conversation: its messages come from the store.
+    await page.click("#new-conversation")
+    await page.fill("#system", "")
+    await item.click()
+    await page.locator(".message.assistant .content", has_text="Stored answer about tides.").wait_for(
+        timeout=WAIT_MS)
+    assert await page.inner_text(".message.user .content") == "Why are there tides?"
+    assert await page.input_value("#system") == "Be brief."
+    assert "9 prompt + 5 completion = 14 tokens" in await page.inner_text(".message.assistant .stats-line")
+    # Going on from it: the whole conversation is sent, stored too.
+    await page.fill("#user", "And neap tides?")
+    async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/chat/completions")) as sent:
+        await page.click("#send")
+    body = sent_json(await sent.value)
+    assert body["store"] is True
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["messages"][0]["content"] == "Be brief."
+    await page.locator(".message.assistant .content", has_text="Neap tides are weak.").wait_for(timeout=WAIT_MS)
+    listed = page.locator("#stored-list li")
+    await expect(listed).to_have_count(2, timeout=WAIT_MS)
+    # Both, newest first by their `created` second (often the same one here, so not compared).
+    texts = await listed.all_inner_texts()
+    assert sorted("Neap tides are weak." in t for t in texts) == [False, True]
+    assert sorted("Stored answer about tides." in t for t in texts) == [False, True]
 
 
 async def test_usage_says_so_when_the_proxy_has_no_usage_api(proxy_url: str, page: Page) -> None:
