@@ -99,12 +99,20 @@ def _key_admission(base: AdmissionConfig, max_concurrent: int, workers: int) -> 
 ACCESS = web.AppKey("access", AccessState)
 
 
+def same_origin(origin: str, host: str | None) -> bool:
+    """A page the proxy served itself (the console) calling back: browsers send ``Origin`` on
+    module scripts and every ``fetch`` POST, even to their own origin, which is no cross-site
+    request. Compared on host and port, as Django's CSRF check does with the ``Host`` header
+    (the scheme may differ behind a TLS-terminating proxy); ``Host`` itself is checked next."""
+    return host is not None and origin.partition("://")[2] == host
+
+
 @web.middleware
 async def access_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[ACCESS]
     headers = request.headers
     origin = headers.get("Origin")
-    if origin is not None:
+    if origin is not None and not same_origin(origin, headers.get("Host")):
         if not state.origins.allows(origin):
             raise PermissionDenied(f"Requests from the origin {origin[:200]!r} are not allowed (cors.origins).",
                                    code="origin_not_allowed")
@@ -114,7 +122,7 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
     if not host_allowed(headers.get("Host"), state.hosts):
         raise PermissionDenied("The Host header names a host this proxy does not serve (server.allowed_hosts).",
                                code="host_not_allowed")
-    policy = policy_for(request.method, request.path)
+    policy = policy_for(request.method, request.path, request.match_info.route.name)
     if request.path in _READINESS and state.limiter.name == "redis":
         return _with_limiter(state, await handler(request), await state.limiter.ping())
     if policy.key:
@@ -162,7 +170,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.get(KEY)
     if key is None or (not key.models and not key.limited) or not request.body_exists:
         return await handler(request)
-    policy = policy_for(request.method, request.path)
+    policy = policy_for(request.method, request.path, request.match_info.route.name)
     if not policy.json:
         return await handler(request)
     raw = await request.read()  # read once by the body guard: this is its cached copy

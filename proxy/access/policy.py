@@ -38,10 +38,22 @@ EXCEPTIONS: dict[str, Policy] = {
 }
 
 
-def policy_for(method: str, path: str) -> Policy:
-    found = EXCEPTIONS.get(path)
+# Routes known by name rather than path: the console's static files (its path is configurable)
+# hold no data, and the page asks for a key itself when the API answers 401.
+NAMED: dict[str, Policy] = {
+    "console.file": PUBLIC,
+    "console.redirect": PUBLIC,
+}
+
+
+def policy_for(method: str, path: str, route_name: str | None = None) -> Policy:
+    found = EXCEPTIONS.get(path) or (NAMED.get(route_name) if route_name else None)
     if found is not None:
         return found
     if method == "POST":
-        return READ if path.startswith("/api/blobs/") else INFERENCE  # blobs are binary uploads
+        if path.startswith("/api/blobs/"):
+            return READ  # blobs are binary uploads
+        if path.startswith("/v1/chat/completions/"):
+            return JSON_ONLY  # a stored completion's metadata: no inference
+        return INFERENCE
     return READ

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.access.cors import Origins, allowed_host_names, host_allowed, is_json, is_loopback
+from proxy.access.gate import same_origin
 from proxy.access.policy import EXCEPTIONS, policy_for
 
 ORIGINS = [
@@ -82,3 +83,19 @@ def test_only_the_probes_need_no_key_and_embeddings_reserve_no_answer() -> None:
     assert policy_for("POST", "/v1/responses").json  # a route added later is gated by default
     assert not policy_for("POST", "/v1/embeddings").completion
     assert not policy_for("GET", "/v1/models").json
+
+
+SAME_ORIGIN = [
+    ("the page's own origin", "http://127.0.0.1:8080", "127.0.0.1:8080", True),
+    ("behind TLS termination", "https://proxy.example", "proxy.example", True),
+    ("another port", "http://127.0.0.1:3000", "127.0.0.1:8080", False),
+    ("another host", "http://evil.example", "127.0.0.1:8080", False),
+    ("a host that only starts alike", "http://127.0.0.1:80801", "127.0.0.1:8080", False),
+    ("no Host header", "http://127.0.0.1:8080", None, False),
+    ("an opaque origin", "null", "127.0.0.1:8080", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("origin, host, same", [r[1:] for r in SAME_ORIGIN], ids=[r[0] for r in SAME_ORIGIN])
+def test_a_page_calling_its_own_origin_is_no_cross_site_request(origin: str, host: str | None, same: bool) -> None:
+    assert same_origin(origin, host) is same

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 from playwright.async_api import Page, Request, expect
 
+from proxy.access.keys import hash_key, new_key
 from proxy.app import create_app
 from proxy.appkeys import ADMISSION, CLIENT, STORE_SERVICE
 from tests.conftest import make_config
@@ -39,10 +40,8 @@ def store_on(tmp_path: Path) -> dict[str, Any]:
 async def start_proxy(fake: FakeOllama, toml: dict[str, Any] | None = None, *,
                       key: str | None = None) -> tuple[TestServer, web.Application]:
     """The proxy as configured by ``toml`` (metrics are on by default, as in production)."""
-    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **(toml or {})}))
-    if key is not None:
-        app[SEEN_AUTH] = []
-        app.middlewares.append(require_key(key))
+    auth = {"auth": {"keys": [{"id": "console", "sha256": hash_key(key)}]}} if key is not None else {}
+    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **auth, **(toml or {})}))
     server = TestServer(app)
     await server.start_server()
     return server, app
@@ -65,35 +64,6 @@ async def stored_app(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[t
 
 def sdk(base: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
-
-
-# --------------------------------------------------------------------------------------------
-# TEST-ONLY STAND-IN, until API keys (issue 9) are merged: require_key answers 401 on /v1/*
-# without ``Bearer <key>``, the way the access layer will. TO SWAP at that merge: drop it and
-# SEEN_AUTH, configure a real key in test_a_401_asks_for_a_key_kept_for_the_tab_only's
-# start_proxy call, and read the Authorization headers sent from the page's requests instead.
-# (The Usage API, stored completions and /metrics stand-ins are gone: those are real now.)
-# --------------------------------------------------------------------------------------------
-SEEN_AUTH = web.AppKey("test_seen_authorization", list[str])
-
-
-def require_key(key: str) -> Any:
-    """Stands in for API keys (issue 9): /v1/* needs ``Bearer <key>``, else OpenAI's 401."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/v1/") and request.path != "/v1/health":
-            sent = request.headers.get("Authorization", "")
-            request.app[SEEN_AUTH].append(sent)
-            if sent != f"Bearer {key}":
-                return web.json_response({"error": {
-                    "message": "Incorrect API key provided.", "type": "invalid_request_error",
-                    "param": None, "code": "invalid_api_key"}}, status=401)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return middleware
-# ------------------------------------------------------------------ end of the test-only stand-in
 
 
 async def open_view(page: Page, base: str, view: str) -> None:
@@ -342,18 +312,21 @@ async def test_health_view_shows_every_server_of_a_pool(page: Page) -> None:
 
 
 async def test_a_401_asks_for_a_key_kept_for_the_tab_only(fake_ollama: FakeOllama, page: Page) -> None:
-    server, app = await start_proxy(fake_ollama, key="sk-console-test")
+    key = new_key()  # a real key of the access layer: the console page itself needs none
+    server, _app = await start_proxy(fake_ollama, key=key)
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization", "")) if "/v1/models" in r.url else None)
     try:
         await page.goto(f"http://127.0.0.1:{server.port}/console/#playground")
         dialog = page.locator("#key-dialog")
         await dialog.wait_for(timeout=WAIT_MS)  # /v1/models answered 401
-        assert "Incorrect API key provided." in await dialog.inner_text()
-        await page.fill("#key-input", "sk-console-test")
+        assert "API key" in await dialog.inner_text()
+        await page.fill("#key-input", key)
         await page.click("#key-form button[type=submit]")
         await pick_model(page, "llama3.2:latest")  # the list came with the key
-        assert app[SEEN_AUTH][0] == "" and app[SEEN_AUTH][-1] == "Bearer sk-console-test"
-        assert await page.evaluate("sessionStorage.getItem('ollama-proxy-console.api-key')") == "sk-console-test"
-        assert "sk-console-test" not in await page.evaluate("JSON.stringify(localStorage)")
+        assert sent[0] == "" and sent[-1] == f"Bearer {key}"
+        assert await page.evaluate("sessionStorage.getItem('ollama-proxy-console.api-key')") == key
+        assert key not in await page.evaluate("JSON.stringify(localStorage)")
         # The key goes only to this origin: a call elsewhere is refused before it is made.
         refused = await page.evaluate("""async () => {
             const api = await import('/console/api.js');

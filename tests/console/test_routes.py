@@ -90,7 +90,7 @@ async def test_raw_traversal_bytes_never_reach_the_file_system(proxy_url: str) -
     for target in ["/console/../pyproject.toml", "/console/..%2f..%2fpyproject.toml",
                    "/console/%2e%2e/proxy/config.py"]:
         reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         answer = await reader.read()
         writer.close()

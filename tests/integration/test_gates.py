@@ -22,10 +22,12 @@ CONFIG = {
     "auth": {"keys": [{"id": "k", "sha256": hash_key(KEY)}]},
     "cors": {"origins": [ALLOWED]},
     "passthrough": {"enabled": True},
+    "store": {"enabled": True, "url": "sqlite://"},  # its routes too (usage, stored completions)
 }
 # A concrete path for each kind of placeholder a route may have.
 _FILL = {"id": "llama3.2:latest", "path": "chat"}
 PROBES = {"/livez", "/readyz", "/v1/health"}
+CONSOLE = "/console"  # static files, no data: the page asks for a key when the API says 401
 
 
 def concrete(route: web.AbstractRoute) -> str:
@@ -56,7 +58,9 @@ async def call(url: str, method: str, path: str, headers: dict[str, str] | None 
 async def served(app_factory: AppFactory) -> tuple[str, list[tuple[str, str]], web.Application]:
     url, app = await app_factory(CONFIG)
     routes = every_route(app)
-    assert {("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/api/chat")} <= set(routes)
+    assert {("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/api/chat"), ("GET", "/metrics"),
+            ("POST", "/v1/responses"), ("GET", "/v1/organization/usage/completions"),
+            ("POST", "/v1/chat/completions/{id}".replace("{id}", _FILL["id"]))} <= set(routes)
     return url, routes, app
 
 
@@ -71,6 +75,8 @@ async def test_every_route_needs_a_key_but_the_probes(served: tuple[str, list[tu
         status, body = await call(url, method, path)
         if path in PROBES:
             assert status == 200, (method, path)
+        elif path.startswith(CONSOLE):
+            assert status != 401 and fake_ollama.counts["/api/chat"] == 0, (method, path, status)
         else:
             assert (status, _code(body)) == (401, "invalid_api_key") or method == "HEAD" and status == 401, \
                 (method, path, status, body)
