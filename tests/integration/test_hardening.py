@@ -242,7 +242,8 @@ async def test_sixteen_compressed_bombs_do_not_inflate_in_memory(
     # peaks about 42 MiB above the start here. Refused or bounded, it stays within a few MiB
     # per request over max_body_bytes (measured: +5 and +10 MiB).
     assert peak - before < 32, (before, peak)
-    assert rss_mib() - before < 16
+    # What stays: the allocator may keep freed arenas, more so deep into a long test session.
+    assert rss_mib() - before < 32
     assert fake_ollama.counts["/api/chat"] == 0
 
 
