@@ -22,14 +22,16 @@ import orjson
 
 from .errors import ProxyError
 from .pool import Pool
+from .pool.discovery import residency  # the pool's own parser of /api/ps
 from .translate.keys import camelize
 from .upstream import OllamaClient
 
-__all__ = ["HealthProbe", "ProbeResult", "ollama_version"]
+__all__ = ["HealthProbe", "ProbeResult", "ollama_loaded", "ollama_version"]
 
 log = logging.getLogger("proxy.health")
 
 Fetch = Callable[[], Awaitable[str]]
+Loaded = Callable[[], Awaitable[list[dict[str, Any]]]]
 Clock = Callable[[], float]
 
 
@@ -54,8 +56,10 @@ class HealthProbe:
         timeout: float,
         camel: bool = False,
         clock: Clock = time.monotonic,
+        loaded: Loaded | None = None,
     ) -> None:
         self._fetch = fetch
+        self._loaded = loaded
         self._interval = interval
         self._timeout = timeout
         self._camel = camel
@@ -94,11 +98,21 @@ class HealthProbe:
         except ProxyError as exc:
             return self._unavailable(exc.message, started)
         latency_ms = round((self._clock() - started) * 1000, 1)
-        body = {
-            "status": "ok",
-            "ollama": {"reachable": True, "version": version, "latency_ms": latency_ms},
-        }
-        return ProbeResult(True, 200, self._dump(body), self._clock())
+        ollama: dict[str, Any] = {"reachable": True, "version": version, "latency_ms": latency_ms}
+        if self._loaded is not None:
+            ollama["loaded"] = await self._models_loaded()
+        return ProbeResult(True, 200, self._dump({"status": "ok", "ollama": ollama}), self._clock())
+
+    async def _models_loaded(self) -> list[dict[str, Any]] | None:
+        """What Ollama has in memory (``/api/ps``), for people looking; readiness never waits
+        on it: a failure or a slow answer leaves it out (``null``)."""
+        assert self._loaded is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._loaded()
+        except (TimeoutError, ProxyError) as exc:
+            log.info("health: Ollama's loaded models unknown: %s", getattr(exc, "message", "time-out"))
+            return None
 
     def _unavailable(self, reason: str, started: float) -> ProbeResult:
         log.warning("readiness: ollama unavailable: %s", reason)
@@ -131,5 +145,15 @@ def ollama_version(client: OllamaClient | Pool, timeout: float) -> Fetch:
         data = await client.request_json("GET", "/api/version", first_byte=timeout)
         version = data.get("version") if isinstance(data, dict) else None
         return version if isinstance(version, str) else "unknown"
+
+    return fetch
+
+
+def ollama_loaded(client: OllamaClient | Pool, timeout: float) -> Loaded:
+    """Ollama's ``GET /api/ps``: each loaded model with its size, share in VRAM and expiry."""
+    async def fetch() -> list[dict[str, Any]]:
+        data = await client.request_json("GET", "/api/ps", first_byte=timeout)
+        return [{"model": r.name, "size": r.size, "size_vram": r.size_vram, "expires_at": r.expires_at}
+                for r in residency(data).values()]
 
     return fetch

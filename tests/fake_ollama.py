@@ -267,6 +267,7 @@ class FakeOllama:
         self.stream_closed = asyncio.Event()
         self.stream_started = asyncio.Event()  # extra: set when a chat/generate reply begins
         self.loaded: dict[str, float] = {}  # model -> last use, for /api/ps
+        self.ps_fails = False  # /api/ps answers 500
         self.vram: dict[str, int] = {}  # model -> size_vram when only part is in VRAM
         self.busy = False  # chat/generate/embed answer 503 at once (Ollama's full queue)
         self.nil_models = False  # an empty /api/tags as {"models": null}, like older Ollama
@@ -424,6 +425,8 @@ class FakeOllama:
             for m in self.models.values()]})
 
     async def _ps(self, request: web.Request) -> web.Response:
+        if self.ps_fails:
+            raise _Fail(500, "failed to list running models")
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
         return _json({"models": [
             {"name": m.name, "model": m.name, "size": m.size, "digest": m.digest,

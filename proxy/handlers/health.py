@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
 from ..pool import Pool
-from ..probe import HealthProbe, ProbeResult, ollama_version
+from ..probe import HealthProbe, ProbeResult, ollama_loaded, ollama_version
 from ..translate.keys import camelize
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
@@ -56,6 +56,7 @@ async def health_probe_ctx(app: web.Application) -> AsyncIterator[None]:
         interval=health.interval,
         timeout=health.timeout,
         camel=config.response.keys == "camel",
+        loaded=ollama_loaded(app[CLIENT], health.timeout),
     )
     app[PROBE] = probe
     yield

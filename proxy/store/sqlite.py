@@ -10,9 +10,11 @@ lock instead of failing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import aiosqlite
@@ -31,6 +33,24 @@ def sqlite_path(url: str) -> str:
         raise ValueError("a SQLite store URL is sqlite:///relative/path, sqlite:////absolute/path or sqlite://")
     return rest[1:]
 
+async def _while_locked(setup: Callable[[], Awaitable[None]], within: float) -> None:
+    """Run ``setup``, again while SQLite says "database is locked", for up to ``within`` seconds.
+
+    Switching a new file to WAL needs it to itself for a moment, and SQLite answers that at once,
+    without its busy handler, while another process is switching or migrating it too (several
+    replicas or workers starting together), so ``busy_timeout`` alone does not cover it.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await setup()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
 class SQLiteStore(Store):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -41,14 +61,17 @@ class SQLiteStore(Store):
             db = await aiosqlite.connect(sqlite_path(url), isolation_level=None)  # we BEGIN ourselves
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
             store = cls(db)
-            await store._migrate()
+            await _while_locked(store._setup, busy_timeout)
         except BaseException:
             await db.close()
             raise
         return store
+
+    async def _setup(self) -> None:
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._db.execute("PRAGMA synchronous = NORMAL")
+        await self._migrate()
 
     async def _migrate(self) -> None:
         # BEGIN IMMEDIATE takes the write lock first: a second process starting at once waits

@@ -51,6 +51,24 @@ async def test_ready_when_ollama_answers(proxy_url: str) -> None:
     assert isinstance(ollama["latency_ms"], float) and ollama["latency_ms"] >= 0
 
 
+async def test_one_server_reports_its_loaded_models(proxy_url: str, fake_ollama: FakeOllama) -> None:
+    """A single Ollama shows what it has in memory too (``/api/ps``), as every server of a pool does."""
+    fake_ollama.load("qwen3:8b", size_vram=1 << 30)
+    async with aiohttp.ClientSession() as session:
+        status, body = await get(session, proxy_url + "/v1/health")
+    assert status == 200
+    [loaded] = body["ollama"]["loaded"]
+    assert (loaded["model"], loaded["size_vram"]) == ("qwen3:8b", 1 << 30)
+    assert loaded["size"] > loaded["size_vram"] and loaded["expires_at"]
+
+
+async def test_loaded_models_unknown_never_make_the_proxy_unready(proxy_url: str, fake_ollama: FakeOllama) -> None:
+    fake_ollama.ps_fails = True
+    async with aiohttp.ClientSession() as session:
+        status, body = await get(session, proxy_url + "/v1/health")
+    assert status == 200 and body["ollama"]["loaded"] is None
+
+
 async def storm(url: str) -> list[int]:
     """``STORM`` GET probes on ``/v1/health`` and ``/readyz`` and 50 HEADs, all at once."""
     connector = aiohttp.TCPConnector(limit=0)  # every probe on its own connection
@@ -139,4 +157,4 @@ async def test_camel_key_style(proxy_factory: ProxyFactory) -> None:
     async with aiohttp.ClientSession() as session:
         status, body = await get(session, url + "/v1/health")
     assert status == 200
-    assert set(body["ollama"]) == {"reachable", "version", "latencyMs"}
+    assert set(body["ollama"]) == {"reachable", "version", "latencyMs", "loaded"}
