@@ -54,7 +54,7 @@ class Outcome:
     error: str | None = None  # None, or the error code / kind that ended it
     prompt_tokens: int = 0
     completion_tokens: int = 0  # Ollama's count; for a cut-short stream, the lines relayed
-    timings: dict[str, float] = field(default_factory=dict)  # seconds, from Ollama's final line
+    final: dict[str, Any] | None = None  # Ollama's final line (the first, for n > 1): its durations
     extra: dict[str, Any] = field(default_factory=dict)  # what one listener hands another
 
     @property
@@ -70,9 +70,15 @@ class Outcome:
         for ``n`` > 1: their counts summed, the first one's durations)."""
         self.prompt_tokens = sum(int(final.get("prompt_eval_count") or 0) for final in ollama_finals)
         self.completion_tokens = sum(int(final.get("eval_count") or 0) for final in ollama_finals)
-        self.timings = ollama_timings(ollama_finals[0]) if ollama_finals else {}
-        if ollama_finals and isinstance(reason := ollama_finals[0].get("done_reason"), str):
-            self.extra["finish_reason"] = reason  # Ollama's ("stop", "length"), for traces
+        if ollama_finals:
+            self.final = ollama_finals[0]
+            if isinstance(reason := self.final.get("done_reason"), str):
+                self.extra["finish_reason"] = reason  # Ollama's ("stop", "length"), for traces
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Ollama's durations in seconds, worked out only for a listener that asks."""
+        return {} if self.final is None else ollama_timings(self.final)
 
 
 Listener = Callable[[Outcome], None]
