@@ -17,9 +17,10 @@ one timer per ``write_timeout`` period checks that note.
 from __future__ import annotations
 
 import asyncio
-from typing import Self
 
 from aiohttp import web
+
+from .waits import WaitWatch
 
 __all__ = ["WHOLE_BODY_GUARDED_ABOVE", "ClientStalled", "WriteGuard", "abort", "send_whole"]
 
@@ -36,68 +37,36 @@ class ClientStalled(Exception):
         self.timeout = timeout
 
 
-class WriteGuard:
+class WriteGuard(WaitWatch):
     """Bounds every write to one streamed response by ``timeout`` seconds; a ``with`` block."""
 
     def __init__(self, response: web.StreamResponse, timeout: float) -> None:
+        super().__init__(timeout)
         self.response = response
         self.timeout = timeout
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._since: float | None = None  # when the current write began; None between writes
-        self._handle: asyncio.TimerHandle | None = None
-        self._fired = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
     async def write(self, data: bytes) -> None:
         self._begin()
         try:
             await self.response.write(data)
         except asyncio.CancelledError:
-            self._own_cancellation()
+            self._cancelled()
             raise
         finally:
-            self._since = None
+            self._end()
 
     async def write_eof(self, data: bytes = b"") -> None:
         self._begin()
         try:
             await self.response.write_eof(data)
         except asyncio.CancelledError:
-            self._own_cancellation()
+            self._cancelled()
             raise
         finally:
-            self._since = None
+            self._end()
 
-    def _begin(self) -> None:
-        now = self._loop.time()
-        self._since = now
-        if self._handle is None:
-            self._handle = self._loop.call_at(now + self.timeout, self._check)
-
-    def _own_cancellation(self) -> None:
-        """Our own cancellation becomes ``ClientStalled``; any other (the client left) goes on."""
-        if self._fired and self._task is not None and self._task.uncancel() == 0:
-            raise ClientStalled(self.timeout) from None
-
-    def _check(self) -> None:
-        self._handle = None
-        since = self._since
-        if since is None:
-            return  # not writing: the next write arms the timer again
-        due = since + self.timeout
-        if self._loop.time() >= due - 0.001 and self._task is not None:  # handles may run a hair early
-            self._fired = True
-            self._task.cancel()
-        else:
-            self._handle = self._loop.call_at(due, self._check)
+    def _expired(self) -> Exception:
+        return ClientStalled(self.timeout)
 
 
 async def send_whole(request: web.Request, response: web.Response, timeout: float) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import orjson
@@ -34,6 +34,7 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from .waits import WaitWatch
 
 __all__ = ["Call", "Deadline", "IdleTimer", "OllamaClient", "error_from_status"]
 
@@ -257,7 +258,7 @@ class Call:
             _done_with(self._response)
 
 
-class IdleTimer:
+class IdleTimer(WaitWatch):
     """Bounds every wait for more of a streamed body by ``idle`` seconds.
 
     ``read`` is the streaming hot path, called once per socket read. Re-arming a timer per read
@@ -269,50 +270,28 @@ class IdleTimer:
     """
 
     def __init__(self, idle: float) -> None:
+        super().__init__(idle)
         self.idle = idle
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._since: float | None = None  # when the current wait began; None between reads
-        self._handle: asyncio.TimerHandle | None = None
-        self._fired = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
     async def read(self, content: aiohttp.StreamReader) -> bytes:
         """Whatever the next socket read brings (``b""`` at the end of the body)."""
+        # ``_begin()`` and ``_end()`` written out: this runs once per socket read of a stream.
         now = self._loop.time()
         self._since = now
         if self._handle is None:
-            self._handle = self._loop.call_at(now + self.idle, self._check)
+            self._handle = self._loop.call_at(now + self.limit, self._check)
         try:
             return await content.readany()
         except asyncio.CancelledError:
-            # Our own cancellation becomes a time-out; any other (the client left) goes on.
-            if self._fired and self._task is not None and self._task.uncancel() == 0:
-                raise UpstreamTimeout(f"Ollama sent nothing for {self.idle:g} s.") from None
+            self._cancelled()
             raise
         except aiohttp.ClientError:
             raise UpstreamError("The connection to Ollama broke during the stream.") from None
         finally:
             self._since = None
 
-    def _check(self) -> None:
-        self._handle = None
-        since = self._since
-        if since is None:
-            return  # not waiting: the next read arms the timer again
-        due = since + self.idle
-        if self._loop.time() >= due - 0.001 and self._task is not None:  # handles may run a hair early
-            self._fired = True
-            self._task.cancel()
-        else:
-            self._handle = self._loop.call_at(due, self._check)
+    def _expired(self) -> Exception:
+        return UpstreamTimeout(f"Ollama sent nothing for {self.idle:g} s.")
 
 
 def _too_big(limit: int) -> UpstreamError:
