@@ -54,8 +54,11 @@ def error_frame(error: ProxyError, request_id: str | None = None) -> bytes:
     return frame(to_envelope(error, request_id))
 
 
-def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes]) -> bytes:
-    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest."""
+def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes],
+                   on_fault: Callable[[S, UpstreamError], bytes] | None = None) -> bytes:
+    """The SSE bytes for every complete line in ``state.tail + data``; keeps the rest.
+
+    A fault ends the stream with ``on_fault``'s bytes (default: the chat error frame)."""
     if state.done:
         return b""  # nothing after the final line (or a fault) belongs to this answer
     if state.tail:
@@ -75,8 +78,9 @@ def translate_read(state: S, data: bytes, chunks_for: Callable[[S, bytes], bytes
         if not state.done and len(state.tail) > limit:
             raise UpstreamError(f"Ollama sent a line longer than {limit} bytes.")
     except UpstreamError as exc:
-        out.append(error_frame(exc))
-        state.error, state.done = exc, True
+        state.error = exc
+        out.append(error_frame(exc) if on_fault is None else on_fault(state, exc))
+        state.done = True
     if state.done:
         state.tail = b""
     return b"".join(out)

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from ..errors import ProxyError, UpstreamError
-from .ndjson import final_counts
+from .ndjson import final_counts, translate_read
 from .responses import ResponsesContext, call_items, finish, message_item, reasoning_item
 
 __all__ = ["ResponsesStream", "chunks_for", "event", "failed", "frames_for_read", "new_stream", "opening"]
@@ -84,28 +84,13 @@ def frames_for_read(state: ResponsesStream, data: bytes) -> bytes:
     """
     if state.done:
         return b""
-    out = [opening(state)]
-    if state.tail:
-        data = state.tail + data
-    *lines, state.tail = data.split(b"\n")
-    state.lines += len(lines)
-    limit = state.max_line_bytes
-    try:
-        for line in lines:
-            if len(line) > limit:
-                raise UpstreamError(f"Ollama sent a line longer than {limit} bytes.")
-            if line:
-                out.append(chunks_for(state, line))
-            if state.done:
-                break
-        if not state.done and len(state.tail) > limit:
-            raise UpstreamError(f"Ollama sent a line longer than {limit} bytes.")
-    except UpstreamError as exc:
-        state.error = exc
-        failed(state, exc)
-    if state.done:
-        state.tail = b""
-    return b"".join(out)
+    return opening(state) + translate_read(state, data, chunks_for, _fault)
+
+
+def _fault(state: ResponsesStream, error: UpstreamError) -> bytes:
+    """The fault's ``response.failed`` is held in ``state.terminal``, sent by the writer."""
+    failed(state, error)
+    return b""
 
 
 def opening(state: ResponsesStream) -> bytes:
