@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from ..errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError, UpstreamFault
+from ..errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamFault
 from .chat import OLLAMA_OPTIONS, finish_reason, to_options, to_usage
 from .fields import (
     boolean,
@@ -28,7 +26,7 @@ from .fields import (
     type_name,
 )
 from .keys import camelize
-from .ndjson import DONE, final_counts, frame, translate_read
+from .ndjson import DONE, final_counts, frame, parse_line, translate_read
 
 __all__ = [
     "CompletionContext",
@@ -271,12 +269,7 @@ def chunks_for(state: CompletionStream, line: bytes) -> bytes:
     """The SSE frame(s) for one NDJSON line of Ollama's ``/api/generate`` stream."""
     if state.done:
         return b""
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("Ollama sent a malformed stream line.") from None
-    if not isinstance(data, dict):
-        raise UpstreamError("Ollama sent a malformed stream line.")
+    data = parse_line(line)
     if "error" in data:
         raise UpstreamFault(str(data["error"]) or "Ollama reported an error.")  # text: log only
     text = data.get("response")

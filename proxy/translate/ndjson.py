@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import ProxyError, UpstreamError, to_envelope
 
-__all__ = ["DONE", "LineState", "error_frame", "final_counts", "frame", "translate_read"]
+__all__ = ["DONE", "LineState", "error_frame", "final_counts", "frame", "parse_line", "translate_read"]
 
 DONE = b"data: [DONE]\n\n"
 
@@ -42,6 +42,17 @@ _COUNTS = ("prompt_eval_count", "eval_count", "total_duration", "load_duration",
 def final_counts(done_line: dict[str, Any]) -> dict[str, Any]:
     """The token counts, durations and done reason of Ollama's final line (not its ``context``)."""
     return {key: done_line[key] for key in _COUNTS if key in done_line}
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    """One of Ollama's NDJSON lines as the object it must be; anything else ends the stream."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("Ollama sent a malformed stream line.") from None
+    if type(data) is not dict:
+        raise UpstreamError("Ollama sent a malformed stream line.")
+    return data
 
 
 def frame(payload: dict[str, Any]) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from ..errors import ProxyError, UpstreamError
-from .ndjson import final_counts, translate_read
+from .ndjson import final_counts, parse_line, translate_read
 from .responses import ResponsesContext, call_items, finish, message_item, reasoning_item
 
 __all__ = ["ResponsesStream", "chunks_for", "event", "failed", "frames_for_read", "new_stream", "opening"]
@@ -142,12 +142,7 @@ def chunks_for(state: ResponsesStream, line: bytes) -> bytes:
                 seq = state.seq
                 state.seq = seq + 1
                 return _DELTA % (state.delta_head, seq, state.delta_mid, literal, state.delta_tail)
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("Ollama sent a malformed stream line.") from None
-    if type(data) is not dict:
-        raise UpstreamError("Ollama sent a malformed stream line.")
+    data = parse_line(line)
     if "error" in data:
         raise UpstreamError(str(data["error"]) or "Ollama reported an error.")
     message = data.get("message")

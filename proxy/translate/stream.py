@@ -33,7 +33,7 @@ from .chat import (
     to_usage,
 )
 from .keys import camelize
-from .ndjson import DONE, error_frame, final_counts, frame, translate_read
+from .ndjson import DONE, error_frame, final_counts, frame, parse_line, translate_read
 from .tool_choice import CallScanner, ForcedCall, check_streamed, not_a_call
 
 __all__ = [
@@ -143,12 +143,7 @@ def chunks_for(state: StreamState, line: bytes) -> bytes:
                 literal = literal[len(_THINKING) :]
                 if not _UNSAFE.search(literal) and (literal.isascii() or _is_utf8(literal)):
                     return (b'"' + literal + b'"').join(state.thinking_parts)
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("Ollama sent a malformed stream line.") from None
-    if type(data) is not dict:
-        raise UpstreamError("Ollama sent a malformed stream line.")
+    data = parse_line(line)
     message = data.get("message")
     # Fast path: a plain content line after the first (only role and content, not done).
     if (
@@ -289,12 +284,7 @@ def forced_chunks_for(state: StreamState, line: bytes) -> bytes:
                     return _call_frames(state, forced, literal.decode())
                 forced.parts.append(literal.decode())
                 return state.args_head + b'"' + literal + b'"' + state.args_tail
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("Ollama sent a malformed stream line.") from None
-    if type(data) is not dict:
-        raise UpstreamError("Ollama sent a malformed stream line.")
+    data = parse_line(line)
     if "error" in data:
         raise UpstreamError(str(data["error"]) or "Ollama reported an error.")
     message = data.get("message")
