@@ -69,7 +69,9 @@ def _step(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, f
     """(fits, TAT before, TAT after charging) for ``cost`` against ``limit``."""
     base = max(tat, now)
     new = base + cost * WINDOW / limit
-    return new - now <= WINDOW, base, new
+    # A tolerance for float rounding: (now + 60.0) - now is 60.00000000000003 at some clock values,
+    # which would refuse a whole bucket's first request.
+    return new - now <= WINDOW + 1e-9, base, new
 
 
 def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
