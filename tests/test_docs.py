@@ -60,16 +60,40 @@ def test_the_site_builds_strictly_and_loads_nothing_from_other_hosts(tmp_path: P
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(MKDOCS_YML),
          "--site-dir", str(site)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (site / "index.html").is_file() and (site / "reference" / "index.html").is_file()
     # Offline: no web fonts, scripts or styles from a CDN (Material's theme.font: false).
-    remote = re.compile(r"""<(?:link|script)\b[^>]*\b(?:href|src)=["']?(?:https?:)?//""", re.I)
+    remote = re.compile(r"""<(?:link|script)\b[^>]*\b(?:href|src)=["']?(?:https?:)?//""", re.IGNORECASE)
     for page in site.rglob("*.html"):
         found = remote.search(page.read_text(encoding="utf-8"))
         assert found is None, f"{page.relative_to(site)} loads {found.group(0)!r}"
+
+
+# --- The README, the front door ----------------------------------------------------------------
+
+README = ROOT / "README.md"
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_readme_is_a_front_page() -> None:
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 250, "the reference belongs in docs/"
+
+
+def test_the_readmes_links_inside_the_repository_lead_to_files() -> None:
+    targets = LINK.findall(README.read_text(encoding="utf-8"))
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert local, "the README links to the docs pages"
+    assert [t for t in local if not (ROOT / t).exists()] == []
+
+
+def test_the_readme_writes_the_test_command_ci_runs() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = [line for line in ci.splitlines() if "pytest" in line and not line.startswith("#")][-1]
+    assert command.strip() in README.read_text(encoding="utf-8")
+    assert command.strip() in (DOCS / "getting-started.md").read_text(encoding="utf-8")
 
 
 # --- The configuration reference -------------------------------------------------------------
