@@ -6,7 +6,7 @@ Which keys ``config.toml`` has: the ones ``tomllib`` reads from it, plus the key
 shows as commented-out examples (``[[upstreams]]``, ``[[auth.keys]]``, ``[limits.models."…"]``,
 ``[admission.models]``), since those are keys a user writes too. Names follow the dataclass tree
 of ``proxy/config.py``: ``a.b`` for a key of ``[a]``, ``upstreams[].name`` for a key of each table
-of an array, and ``limits.models."<glob>"`` for a table whose names the user chooses (one entry
+of an array, and ``limits.models."<name>"`` for a table whose names the user chooses (one entry
 for the table: its keys are those of its parent section, listed in its row).
 """
 
@@ -141,7 +141,7 @@ def _keys_of(hint: Any, name: str, value: Any) -> set[str]:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a section
         return dotted_keys(hint, value, f"{name}.")
     if typing.get_origin(hint) is dict:  # names the user chooses: one entry for the table
-        return {f'{name}."<glob>"'}
+        return {f'{name}."<name>"'}
     if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(args[0]):  # array of tables
         return {name}.union(*(dotted_keys(args[0], item, f"{name}[].") for item in value))
     return {name}
@@ -157,7 +157,7 @@ def schema_keys(cls: type, prefix: str = "") -> set[str]:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys |= schema_keys(hint, f"{name}.")
         elif typing.get_origin(hint) is dict:
-            keys.add(f'{name}."<glob>"')
+            keys.add(f'{name}."<name>"')
         elif typing.get_origin(hint) is tuple and dataclasses.is_dataclass(args[0]):
             keys |= {name} | schema_keys(args[0], f"{name}[].")
         else:
@@ -205,6 +205,33 @@ def test_every_config_key_has_a_row_in_the_reference() -> None:
 
 def test_every_row_of_the_reference_names_a_config_key() -> None:
     assert sorted(reference_rows().keys() - config_toml_keys()) == [], "keys config.toml does not have"
+
+
+def glob_tables(cls: type, prefix: str = "") -> dict[str, type]:
+    """The user-named tables whose entries are tables too (``limits.models."<name>"``), each with
+    the dataclass of an entry."""
+    found: dict[str, type] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint, name = hints[f.name], prefix + f.name
+        args = typing.get_args(hint)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found |= glob_tables(hint, f"{name}.")
+        elif typing.get_origin(hint) is tuple and dataclasses.is_dataclass(args[0]):
+            found |= glob_tables(args[0], f"{name}[].")
+        elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(args[1]):
+            found[f'{name}."<name>"'] = args[1]
+    return found
+
+
+def test_a_user_named_tables_row_lists_every_key_it_takes() -> None:
+    lines = {m.group(1): line for line in REFERENCE.read_text(encoding="utf-8").splitlines()
+             if (m := ROW.match(line))}  # fmt: skip
+    tables = glob_tables(Config)
+    assert tables, "limits.models and auth.keys[].model_limits are such tables"
+    for key, entry in tables.items():
+        missing = [f.name for f in dataclasses.fields(entry) if f"`{f.name}`" not in lines[key]]  # type: ignore[arg-type]
+        assert missing == [], f"docs/reference.md: the row of {key} does not name {missing}"
 
 
 def _leaves(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
