@@ -1,0 +1,48 @@
+"""The compiled aliases and defaults of one app, and what resolving one name gives (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ModelsConfig
+from .aliases import Alias, Aliases
+from .defaults import NO_DEFAULTS, Defaults, DefaultsTable
+
+__all__ = ["ModelTable", "Resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One request's model: the name the client asked for and the Ollama model that serves it."""
+
+    requested: str
+    served: str
+    alias: Alias | None = None  # the entry of [models.aliases] that matched, if any
+    defaults: Defaults = NO_DEFAULTS
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Both names once (one when no alias applied): what a model gate or glob may name."""
+        return (self.served,) if self.served == self.requested else (self.served, self.requested)
+
+
+class ModelTable:
+    """``[models]`` aliases and defaults, compiled at start and swapped whole on SIGHUP."""
+
+    def __init__(self, config: ModelsConfig) -> None:
+        self._state = (Aliases(config.aliases), DefaultsTable(config.defaults))
+
+    def reload(self, config: ModelsConfig) -> None:
+        """Take the aliases and defaults of ``config`` (compiled first: a bad table raises and
+        the one in force stays); requests in flight keep the names they resolved."""
+        self._state = (Aliases(config.aliases), DefaultsTable(config.defaults))
+
+    @property
+    def aliases(self) -> Aliases:
+        return self._state[0]
+
+    def resolve(self, name: str) -> Resolved:
+        aliases, defaults = self._state
+        alias = aliases.match(name) if aliases else None
+        served = name if alias is None else alias.target
+        return Resolved(name, served, alias, defaults.for_model(served, name))
