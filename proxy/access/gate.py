@@ -190,7 +190,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     if limits is key.limits and names.requested != model:  # model_limits may name the alias
         limits = key.limits_for(names.requested)
     prompt = math.ceil(len(raw) / 4)  # OpenAI's rule of thumb: about 4 bytes a token
-    reserved = prompt + (_budget(request, body, model) if policy.completion else 0)
+    reserved = prompt + (_budget(request, body, model, names.defaults.max_tokens) if policy.completion else 0)
     del body
     slot = state.slots.get(key.id)
     if slot is None:
@@ -254,11 +254,15 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 _BUDGET_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-def _budget(request: web.Request, body: dict[str, Any], model: str) -> int:
-    """The answer tokens to reserve: the request's own bound, else the default budget."""
+def _budget(request: web.Request, body: dict[str, Any], model: str, default: int | None = None) -> int:
+    """The answer tokens to reserve: the request's own bound, else the model's default
+    (``[models.defaults]`` ``max_tokens``), else the default budget."""
     budget = next((v for f in _BUDGET_FIELDS if _positive_int(v := body.get(f))), None)
     if budget is None and isinstance(options := body.get("options"), dict):
         budget = options.get("num_predict") if _positive_int(options.get("num_predict")) else None
+    if budget is None and default is not None:
+        limits = request.app[VALIDATOR].limits_for(model)
+        budget = min(default, limits["max_tokens"]) if limits["max_tokens"] else default
     if budget is None:
         limits = request.app[VALIDATOR].limits_for(model)
         budget = limits["default_max_tokens"] or request.app[ACCESS].completion_reserve

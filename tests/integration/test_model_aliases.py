@@ -175,3 +175,23 @@ async def test_no_answer_header_carries_the_upstreams_address(
                     await r.read()
                     headers = "\n".join(f"{k}: {v}" for k, v in r.headers.items())
                     assert port not in headers and "X-Upstream" not in r.headers, (path, headers)
+
+
+async def test_a_keys_model_list_may_name_either_side(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    from proxy.access.keys import hash_key
+
+    keys = [{"id": "codex", "sha256": hash_key("sk-codex"), "models": ["gpt-5*"]},
+            {"id": "llama", "sha256": hash_key("sk-llama"), "models": ["llama3.2"]}]
+    url, _ = await app_factory({**CODEX, "auth": {"keys": keys}})
+    codex = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-codex", max_retries=0)
+    llama = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-llama", max_retries=0)
+    async with codex, llama:
+        assert (await codex.chat.completions.create(model="gpt-5-mini", messages=USER)).model == "gpt-5-mini"  # type: ignore[arg-type]
+        with pytest.raises(openai.NotFoundError):  # the alias, not its target
+            await codex.chat.completions.create(model="llama3.2", messages=USER)  # type: ignore[arg-type]
+        assert (await llama.chat.completions.create(model="gpt-5-mini", messages=USER)).model == "gpt-5-mini"  # type: ignore[arg-type]
+        with pytest.raises(openai.NotFoundError):  # claude-* is qwen3:8b, which this key lacks
+            await llama.chat.completions.create(model="claude-opus", messages=USER)  # type: ignore[arg-type]
+        listed = {m.id for m in (await codex.models.list()).data}
+    assert listed == set()  # "fast" and llama3.2 are neither named by nor globbed by gpt-5*
+    assert [b["model"] for b in sent(fake_ollama)] == ["llama3.2", "llama3.2"]
