@@ -199,3 +199,12 @@ def test_reload_swaps_the_table_whole() -> None:
     table.reload(config('[models.aliases]\n"gpt-5*" = "qwen3:8b"\n').models)
     assert table.resolve("gpt-5-mini").served == "qwen3:8b"
     assert table.resolve("claude-x").alias is None
+
+
+def test_check_config_shows_the_tables_as_toml() -> None:
+    from proxy.checkconfig import describe
+
+    shown = tomllib.loads(describe(config(DEFAULTS)))["models"]
+    assert shown["aliases"] == {"gpt-5*": "llama3.2"}
+    assert shown["defaults"]["*"] == {"options": {"num_ctx": 8192, "temperature": 0.2}, "keep_alive": "10m"}
+    assert shown["defaults"]["gpt-5*"] == {"max_tokens": 512, "system": "Answer briefly."}
