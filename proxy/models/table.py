@@ -10,6 +10,8 @@ from .defaults import NO_DEFAULTS, Defaults, DefaultsTable
 
 __all__ = ["ModelTable", "Resolved"]
 
+_CACHE_SIZE = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
@@ -30,19 +32,29 @@ class ModelTable:
     """``[models]`` aliases and defaults, compiled at start and swapped whole on SIGHUP."""
 
     def __init__(self, config: ModelsConfig) -> None:
-        self._state = (Aliases(config.aliases), DefaultsTable(config.defaults))
+        self.reload(config)
 
     def reload(self, config: ModelsConfig) -> None:
-        """Take the aliases and defaults of ``config`` (compiled first: a bad table raises and
-        the one in force stays); requests in flight keep the names they resolved."""
-        self._state = (Aliases(config.aliases), DefaultsTable(config.defaults))
+        """Take the aliases and defaults of ``config``, swapped in one assignment; requests in
+        flight keep the names they resolved."""
+        self._state: tuple[Aliases, DefaultsTable, dict[str, Resolved]] = (
+            Aliases(config.aliases), DefaultsTable(config.defaults), {})
 
     @property
     def aliases(self) -> Aliases:
         return self._state[0]
 
     def resolve(self, name: str) -> Resolved:
-        aliases, defaults = self._state
+        """What ``name`` is: one dict hit for a name seen before (names come from clients, so
+        the cache is bounded), else the aliases' match and the defaults' merge."""
+        aliases, defaults, cache = self._state
+        hit = cache.get(name)
+        if hit is not None:
+            return hit
         alias = aliases.match(name) if aliases else None
         served = name if alias is None else alias.target
-        return Resolved(name, served, alias, defaults.for_model(served, name))
+        resolved = Resolved(name, served, alias, defaults.for_model(served, name))
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[name] = resolved
+        return resolved
