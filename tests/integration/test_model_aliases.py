@@ -7,6 +7,7 @@ upstream's address."""
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from proxy.appkeys import STORE_SERVICE
 from proxy.config import load_config
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
+from tests.integration.test_access_process import log_lines, start  # noqa: F401 (a fixture)
 from tests.integration.test_metrics import scrape, told, value
 
 USER = [{"role": "user", "content": "hi"}]
@@ -195,3 +197,19 @@ async def test_a_keys_model_list_may_name_either_side(app_factory: AppFactory, f
         listed = {m.id for m in (await codex.models.list()).data}
     assert listed == set()  # "fast" and llama3.2 are neither named by nor globbed by gpt-5*
     assert [b["model"] for b in sent(fake_ollama)] == ["llama3.2", "llama3.2"]
+
+
+async def test_sighup_swaps_the_aliases_of_a_running_proxy(
+        tmp_path: Path, start: Any, fake_ollama: FakeOllama) -> None:  # noqa: F811 (the fixture)
+    path = tmp_path / "proxy.toml"
+    path.write_text('[models.aliases]\n"gpt-5*" = "llama3.2"\n')
+    process, port = await start("--config", str(path))
+    await log_lines(process, r"SIGHUP reloads")
+    async with sdk(f"http://127.0.0.1:{port}") as client:
+        await client.chat.completions.create(model="gpt-5-mini", messages=USER)  # type: ignore[arg-type]
+        path.write_text('[models.aliases]\n"gpt-5*" = "qwen3:8b"\n')
+        process.send_signal(signal.SIGHUP)
+        await log_lines(process, r"reloaded 0 API key\(s\) and 1 model alias\(es\)")
+        answer = await client.chat.completions.create(model="gpt-5-mini", messages=USER)  # type: ignore[arg-type]
+    assert answer.model == "gpt-5-mini"
+    assert [b["model"] for b in sent(fake_ollama)] == ["llama3.2", "qwen3:8b"]
