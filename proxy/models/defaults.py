@@ -54,6 +54,7 @@ class Defaults:
         """
         if not self:
             return body
+        generating = "messages" in body or "prompt" in body  # not an embedding: a budget, think, system
         out = dict(body)
         options = out.get("options")
         options = dict(options) if isinstance(options, dict) else {}
@@ -62,7 +63,7 @@ class Defaults:
                 value = _bounded(name, value, limits, context_length)
                 if value is not None:
                     options[name] = list(value) if isinstance(value, tuple) else value
-        if self.max_tokens is not None and "num_predict" not in options:
+        if generating and self.max_tokens is not None and "num_predict" not in options:
             cap = limits["max_tokens"]
             options["num_predict"] = min(self.max_tokens, cap) if cap else self.max_tokens
         if options:
@@ -71,9 +72,9 @@ class Defaults:
             seconds = parse_duration(self.keep_alive)
             out["keep_alive"] = self.keep_alive if seconds is None or seconds <= limits["max_keep_alive"] \
                 else limits["max_keep_alive"]
-        if self.think is not None and "think" not in out:
+        if generating and self.think is not None and "think" not in out:
             out["think"] = self.think
-        if self.system is not None:
+        if generating and self.system is not None:
             _add_system(out, self.system)
         return out
 

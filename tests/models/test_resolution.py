@@ -149,6 +149,11 @@ def test_num_ctx_max_is_the_models_context_length() -> None:
     assert "options" not in fill({}, "llama3.2", context_length=None, text=text)  # unknown: Ollama's own
 
 
+def test_an_embedding_gets_options_and_keep_alive_only() -> None:
+    assert fill({"input": ["hi"]}, "gpt-5-mini") == {
+        "model": "llama3.2", "input": ["hi"], "options": {"num_ctx": 65536, "temperature": 0.2}, "keep_alive": "10m"}
+
+
 def test_a_generate_body_gets_the_system_field() -> None:
     text = '[models.defaults."*"]\nsystem = "Be terse."\n'
     assert fill({"prompt": "hi"}, "llama3.2", text=text)["system"] == "Be terse."
