@@ -137,7 +137,7 @@ def test_the_clients_own_values_win() -> None:
 def test_a_per_model_limit_for_another_pattern_holds_a_default_per_request() -> None:
     limits = {"models": {"llama*": ModelLimits(max_num_ctx=16384, max_keep_alive=60.0, max_tokens=100,
                                                temperature=(0.5, 1.0))}}
-    out = fill({}, "gpt-5-mini", limits)
+    out = fill({"messages": []}, "gpt-5-mini", limits)
     assert out["options"] == {"num_ctx": 16384, "temperature": 0.5, "num_predict": 100}
     assert out["keep_alive"] == 60.0
 
