@@ -119,8 +119,9 @@ def test_every_matching_table_applies_in_file_order() -> None:
                    "keep_alive": "10m", "think": False,
                    "messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "hi"}]}
     # Asked by its own name, the alias's table does not apply; the globs of the served name do.
-    assert fill({}, "llama3.2") == {"model": "llama3.2", "options": {"num_ctx": 65536, "temperature": 0.2},
-                                    "keep_alive": "10m", "think": False}
+    assert fill({"messages": []}, "llama3.2") == {
+        "model": "llama3.2", "messages": [], "options": {"num_ctx": 65536, "temperature": 0.2},
+        "keep_alive": "10m", "think": False}
     assert fill({}, "qwen3:8b") == {"model": "qwen3:8b", "options": {"num_ctx": 8192, "temperature": 0.2},
                                     "keep_alive": "10m"}
 
