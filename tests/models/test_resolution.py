@@ -214,3 +214,14 @@ def test_check_config_shows_the_tables_as_toml() -> None:
     assert shown["aliases"] == {"gpt-5*": "llama3.2"}
     assert shown["defaults"]["*"] == {"options": {"num_ctx": 8192, "temperature": 0.2}, "keep_alive": "10m"}
     assert shown["defaults"]["gpt-5*"] == {"max_tokens": 512, "system": "Answer briefly."}
+
+
+def test_the_usage_cli_groups_by_the_name_asked_for() -> None:
+    from proxy.store.base import UsageRow
+    from proxy.store.cli import summarize
+
+    rows = [UsageRow(0, "k", "llama3.2", "chat.completions", 2, 0, 10, 20, 1.0, "gpt-5-mini"),
+            UsageRow(0, "k", "llama3.2", "chat.completions", 1, 0, 5, 5, 0.5)]
+    assert [(r["model"], r["requested"], r["requests"]) for r in summarize(rows, ["model", "requested"])] == [
+        ("llama3.2", "gpt-5-mini", 2), ("llama3.2", "llama3.2", 1)]
+    assert summarize(rows, ["model"])[0]["requests"] == 3
