@@ -166,7 +166,7 @@ function list(lines, i, m) {
     j -= blanks;  // blank lines after the last item are not part of the list
     break;
   }
-  return [{ type: "list", ordered, start: ordered ? parseInt(m[2], 10) : 1, loose, items }, j];
+  return [{ type: "list", ordered, first: ordered ? parseInt(m[2], 10) : 1, loose, items }, j];
 }
 
 /** The blocks of `text`, each with `src` (its source text) and `start` (its offset). */
@@ -387,7 +387,7 @@ export function renderBlock(b) {
         el("thead", {}, el("tr", {}, b.head.map((h, i) => el("th", { class: b.align[i] && `align-${b.align[i]}` }, renderInline(h))))),
         el("tbody", {}, b.rows.map((row) => el("tr", {}, row.map((c, i) => el("td", { class: b.align[i] && `align-${b.align[i]}` }, renderInline(c))))))));
     case "list":
-      return el(b.ordered ? "ol" : "ul", { start: b.ordered && b.start !== 1 ? b.start : null },
+      return el(b.ordered ? "ol" : "ul", { start: b.ordered && b.first !== 1 ? b.first : null },
         b.items.map((blocks) => el("li", {}, blocks.map((x) => (
           !b.loose && x.type === "paragraph" ? el("span", {}, renderInline(x.text)) : renderBlock(x))))));
     default: return el("p", {}, renderInline(b.text));
