@@ -13,8 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from PIL import Image
 from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
+
+from tests.console.helpers import start_proxy, store_on
+from tests.fake_ollama import FakeOllama
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -83,3 +87,18 @@ async def screenshot(page: Page, folder: Path, name: str) -> Path:
     if docs:
         shutil.copyfile(path, Path(docs) / path.name)
     return path
+
+
+@pytest.fixture
+async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.Application]]:
+    server, app = await start_proxy(fake_ollama)
+    yield f"http://127.0.0.1:{server.port}", app
+    await server.close()
+
+
+@pytest.fixture
+async def stored_app(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
+    """The proxy with its store on: the Usage API and stored chat completions are real."""
+    server, app = await start_proxy(fake_ollama, store_on(tmp_path))
+    yield f"http://127.0.0.1:{server.port}", app
+    await server.close()
