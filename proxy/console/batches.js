@@ -60,6 +60,7 @@ export function initBatches() {
   const more = $("batches-more");
   let batches = [];
   let lastId = null;
+  let pages = 1;  // pages opened with "Older batches", reloaded on each refresh
   let timer = null;
   let busy = false;
 
@@ -107,11 +108,10 @@ export function initBatches() {
     if (busy || document.hidden) return;
     busy = true;
     try {
-      const shown = Math.max(1, Math.ceil(batches.length / PAGE));
       const loaded = [];
       let after = null;
       let hasMore = false;
-      for (let page = 0; page < shown; page += 1) {
+      for (let page = 0; page < pages; page += 1) {
         const response = await call(listUrl(after));
         if (response.status === 404) {
           batches = [];
@@ -147,6 +147,7 @@ export function initBatches() {
     try {
       const body = await getJson(listUrl(lastId));
       batches.push(...(body.data || []));
+      pages += 1;
       lastId = body.last_id ?? body.data?.at(-1)?.id ?? lastId;
       more.hidden = !body.has_more;
       show();
