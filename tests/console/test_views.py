@@ -56,7 +56,7 @@ async def test_compare_streams_two_models_side_by_side_with_their_figures(
     for i in range(2):
         column = columns.nth(i)
         text = (await column.locator(".content").inner_text()).strip()
-        stats = await column.locator(".stats-line").inner_text()
+        stats = await column.locator(".stats-line").text_content() or ""
         n = by_text[text]
         assert "first token" in stats and "tokens/s" in stats and f"12 prompt + {n} completion = {12 + n} tokens" in stats
         figures = await column.locator(".figures").inner_text()
