@@ -411,9 +411,11 @@ export class StreamingMarkdown {
     this.live = [];          // [{src, node}] of the tail's blocks, in order
     this.text = "";
     this.rebuilt = 0;        // blocks built so far (a measure of the work done)
+    this.done = false;
   }
 
   update(text) {
+    if (this.done) return;  // finished: a late frame must not patch the final render
     this.text = text;
     const blocks = parseBlocks(text.slice(this.frozenAt));
     let same = 0;
@@ -441,5 +443,6 @@ export class StreamingMarkdown {
       this.container.replaceChildren(...renderMarkdown(text));
       this.rebuilt += srcs.length;
     }
+    this.done = true;
   }
 }
