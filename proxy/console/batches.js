@@ -5,7 +5,8 @@
 // completed, failed}; `output_file_id` / `error_file_id` download through
 // GET /v1/files/{id}/content; a batch still running can be cancelled
 // (POST /v1/batches/{id}/cancel). A 404 on /v1/batches means this proxy does not serve the
-// Batch API: the view says so instead of showing an error. Refreshed every 5 s while open.
+// Batch API, a 400 that it is off (it needs the store): the view says so in a note instead of
+// showing an error. Refreshed every 5 s while open.
 
 import { ApiError, call, getJson, readError } from "./api.js";
 import { el, table } from "./dom.js";
@@ -113,10 +114,13 @@ export function initBatches() {
       let hasMore = false;
       for (let page = 0; page < pages; page += 1) {
         const response = await call(listUrl(after));
-        if (response.status === 404) {
+        if (response.status === 404 || response.status === 400) {
+          // 404: not served here; 400: served but off (it needs the store): a note, not an error.
+          const why = response.status === 404
+            ? "This proxy does not serve the Batch API (/v1/batches answered 404: it is turned off or not available here)."
+            : `The Batch API is not available on this proxy: ${(await readError(response)).message}`;
           batches = [];
-          list.replaceChildren(el("p", { class: "note", id: "batches-off" },
-            "This proxy does not serve the Batch API (/v1/batches answered 404: it is turned off or not available here)."));
+          list.replaceChildren(el("p", { class: "note", id: "batches-off" }, why));
           more.hidden = true;
           status.textContent = "";
           return;

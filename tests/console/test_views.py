@@ -195,12 +195,14 @@ async def test_batches_view_pages_shows_progress_downloads_and_cancels(
 
 async def test_batches_view_says_so_when_the_batch_api_is_not_served(
         proxy_app: tuple[str, web.Application], page: Page) -> None:
-    base, _ = proxy_app  # the store is off: /v1/batches answers 404
+    # The store is off: /v1/batches is not served here (404), or says it needs the store (400,
+    # as issue 20 has it): a note either way, not an error.
+    base, _ = proxy_app
     await open_view(page, base, "batches")
     note = page.locator("#batches-off")
     await note.wait_for(timeout=WAIT_MS)
-    assert "does not serve the Batch API" in await note.inner_text()
-    assert await page.locator("#batches-list .error").count() == 0
+    assert "Batch API" in await note.inner_text()
+    assert "Could not" not in await page.inner_text("#batches-status")
 
 
 async def test_batches_view_lists_a_batch_made_with_the_sdk(
