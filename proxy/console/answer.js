@@ -6,7 +6,7 @@
 // rebuilt (markdown.js). A hidden tab renders nothing until the stream ends.
 
 import { ApiError, call, readError } from "./api.js";
-import { mergeToolCalls, statsLine } from "./chat.js";
+import { mergeToolCalls } from "./chat.js";
 import { el } from "./dom.js";
 import { StreamingMarkdown, renderMarkdown } from "./markdown.js";
 import { sseJson } from "./sse.js";
@@ -112,5 +112,3 @@ export async function streamAnswer(body, answer, view, { signal, onFirst = () =>
   }
   return timing;
 }
-
-export { statsLine };

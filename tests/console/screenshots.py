@@ -64,6 +64,7 @@ async def compare(page: Page, base: str, fake: FakeOllama, app: web.Application,
     await page.locator("#compare-summary tbody tr").nth(1).wait_for(timeout=WAIT_MS)
     await screenshot(page, out, "compare")
     await page.set_viewport_size(PHONE)
+    await page.locator("#compare-columns").scroll_into_view_if_needed()
     await screenshot(page, out, "compare-phone")
     return ["compare", "compare-phone"]
 
