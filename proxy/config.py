@@ -245,7 +245,7 @@ class ResponseConfig:
     # ChatDeepSeek; Python's ChatOpenAI reads neither) and the Vercel AI SDK read
     # "reasoning_content" (DeepSeek/vLLM's name), pydantic-ai and Ollama's own /v1 clients
     # "reasoning"; each reader takes one of the two, never both, so sending both shows the
-    # thinking to all of them once (README: "Thinking").
+    # thinking to all of them once (docs/chat.md, "Thinking").
     reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
 
 

@@ -299,7 +299,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
         name = require(string(tool, "name", f"{param}.name"), f"{param}.name")
         description = string(tool, "description", f"{param}.description")
         parameters = obj(tool, "parameters", f"{param}.parameters")
-        # strict is echoed; Ollama does not constrain tool arguments to the schema (README).
+        # strict is echoed; Ollama does not constrain tool arguments to the schema (docs/responses.md).
         strict = boolean(tool, "strict", f"{param}.strict")
         _plain_function(tool, param)
         function: dict[str, Any] = {"name": name, "parameters": parameters}
