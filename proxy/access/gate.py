@@ -25,8 +25,8 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..admission import Admission
-from ..appkeys import CONFIG, VALIDATOR
+from ..admission import SERVICE_TIER, Admission, Share, tier_class
+from ..appkeys import ADMISSION, CONFIG, VALIDATOR
 from ..caller import ANONYMOUS, CALLER, Caller
 from ..config import AdmissionConfig, Config
 from ..errors import (
@@ -37,6 +37,7 @@ from ..errors import (
     RateLimitExceeded,
     UnsupportedMediaType,
 )
+from ..fairqueue import DEFAULT, HIGH, LOW
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
     EXPOSED_HEADERS,
@@ -57,6 +58,9 @@ __all__ = ["ACCESS", "KEY", "AccessState", "access_ctx", "access_guard", "decora
 log = logging.getLogger("proxy.access")
 
 KEY = web.RequestKey("api_key", Key)
+# Set on a request the batch runner sends for one line of a batch (proxy/jobs/): it runs as the
+# batch owner's key, always in the low class.
+BATCH_LINE = web.RequestKey("batch_line", str)
 _ORIGIN = web.RequestKey("cors_origin", str)
 _RATE = web.RequestKey("rate_headers", tuple)
 _USER_ANONYMOUS = Caller("anonymous", "user")
@@ -88,12 +92,33 @@ class AccessState:
             self.anonymous = ANONYMOUS if (not keys and self.loopback) else _USER_ANONYMOUS
         self.slots = {k.id: Admission(_key_admission(self.admission, k.max_concurrent, self.workers))
                       for k in keys.by_hash.values() if k.max_concurrent}
+        for admission in self.slots.values():
+            admission.share = self.share_of
+
+    def share_of(self, request: web.Request | None) -> Share:
+        """Whose a waiting request is, its weight and its class (``Admission.share``): its key;
+        without one, every anonymous caller is one party when keys are configured, and each
+        client address its own party when there are none (then any caller may ask for high)."""
+        if request is None:
+            return "anonymous", 1.0, DEFAULT
+        key = request.get(KEY)
+        tier = request.get(SERVICE_TIER)
+        if key is not None:
+            party, weight, priority = key.id, key.weight, tier_class(tier, key.priority, key.max_priority)
+        elif self.keys:
+            party, weight, priority = "anonymous", 1.0, tier_class(tier, DEFAULT, DEFAULT)
+        else:
+            party, weight, priority = f"anonymous {request.remote}", 1.0, tier_class(tier, DEFAULT, HIGH)
+        if BATCH_LINE in request:
+            priority = LOW
+        return party, weight, priority
 
 
 def _key_admission(base: AdmissionConfig, max_concurrent: int, workers: int) -> AdmissionConfig:
     per_worker = max(1, max_concurrent // workers)  # counted per process, like [admission]
     return AdmissionConfig(max_concurrent=per_worker, max_queue=base.max_queue,
-                           queue_timeout=base.queue_timeout, retry_after=base.retry_after)
+                           queue_timeout=base.queue_timeout, retry_after=base.retry_after,
+                           priority_aging=base.priority_aging)
 
 
 ACCESS = web.AppKey("access", AccessState)
@@ -191,7 +216,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     if slot is None:
         return await _metered(request, handler, state, limits, model, prompt, reserved)
     try:
-        async with slot.slot(""):  # one bound per key, whatever the model
+        async with slot.slot("", request):  # one bound per key, whatever the model
             return await _metered(request, handler, state, limits, model, prompt, reserved)
     except RateLimitExceeded:
         raise
@@ -298,6 +323,7 @@ async def access_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RedisLimiter(config.ratelimit.url, config.ratelimit.timeout)
     else:
         limiter = MemoryLimiter(config.server.workers)
-    app[ACCESS] = AccessState(config, limiter)
+    app[ACCESS] = state = AccessState(config, limiter)
+    app[ADMISSION].share = state.share_of  # who a waiting request is: its key, weight and class
     yield
     await limiter.close()

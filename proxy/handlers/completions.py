@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from ..admission import SERVICE_TIER, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..outcome import account
 from ..translate.completions import (
@@ -34,13 +35,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
     client = request.app[CLIENT]
     body = await read_json_object(request)
     limits = request.app[VALIDATOR].check(body)  # gates and the [limits] table, as for chat
+    tier = requested_tier(body)  # its class in the queue (a legacy completion does not echo it)
+    if tier is not None:
+        request[SERVICE_TIER] = tier
     completion = from_openai(body)
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
     camel = config.response.keys == "camel"
     await check_ollama_extras(request, completion.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(completion.body, limits)
     async with (
-        request.app[ADMISSION].slot(completion.model),
+        request.app[ADMISSION].slot(completion.model, request),
         account(request, "completions", completion.model, stream=completion.stream) as outcome,
     ):
         if not completion.stream:
