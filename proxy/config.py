@@ -241,6 +241,20 @@ class AdmissionConfig:
 
 
 @dataclass(frozen=True)
+class BatchesConfig:
+    """The Batch API (``proxy/jobs/``; needs ``[store]``): lines run at a time per process, how
+    long a claimed line is held before another runner may take it, how often the runner looks
+    for work, the most lines a batch may hold, and how long ``completion_window = "24h"`` lasts."""
+
+    enabled: bool = True
+    concurrency: int = checked(2, lambda v: 1 <= v <= 256, "between 1 and 256")
+    lease: float = checked(60.0, _positive, "> 0")
+    poll_interval: float = checked(1.0, _positive, "> 0")
+    max_lines: int = checked(50_000, lambda v: v >= 1, ">= 1")
+    window: float = checked(86_400.0, _positive, "> 0")
+
+
+@dataclass(frozen=True)
 class ResponseConfig:
     """Shape of the JSON the proxy answers with."""
 
@@ -553,6 +567,7 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     console: ConsoleConfig = ConsoleConfig()
     store: StoreConfig = StoreConfig()
+    batches: BatchesConfig = BatchesConfig()
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     auth: AuthConfig = AuthConfig()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,9 +36,11 @@ from ..errors import (
     PermissionDenied,
     RateLimited,
     RateLimitExceeded,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from ..fairqueue import DEFAULT, HIGH, LOW
+from ..jobs.secret import BATCH_HEADER, process_secret, read_line_header
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
     EXPOSED_HEADERS,
@@ -79,12 +82,14 @@ class AccessState:
         self.admission = config.admission
         self.workers = config.server.workers
         self.loopback = is_loopback(config.server.host)
+        self.batch_secret = process_secret()
         self.reload(config)
 
     def reload(self, config: Config) -> None:
         """Take the keys and limits of ``config``; requests in flight keep what they found."""
         keys = KeyTable(config.auth)
         self.keys = keys
+        self.by_id = {k.id: k for k in keys.by_hash.values()}  # a batch line names its owner by id
         self.anonymous: Caller | None = None
         if not keys or config.auth.allow_anonymous:
             # The operator on loopback with no keys is the one asking (protected mode); anyone
@@ -147,6 +152,9 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
     if not host_allowed(headers.get("Host"), state.hosts):
         raise PermissionDenied("The Host header names a host this proxy does not serve (server.allowed_hosts).",
                                code="host_not_allowed")
+    line = headers.get(BATCH_HEADER)
+    if line is not None:  # the batch runner's own request, or a forgery (401)
+        return await _batch_line(request, handler, state, line)
     policy = policy_for(request.method, request.path, request.match_info.route.name)
     if request.path in _READINESS and state.limiter.name == "redis":
         return _with_limiter(state, await handler(request), await state.limiter.ping())
@@ -170,6 +178,23 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 _READINESS = frozenset({"/readyz", "/v1/health"})
+
+
+async def _batch_line(request: web.Request, handler: Handler, state: AccessState, value: str) -> web.StreamResponse:
+    """A line of a batch, sent by this proxy's runner over loopback: it acts as the batch owner's
+    key (which must still be valid), in the low class; every later gate applies as to any request."""
+    found = read_line_header(value, state.batch_secret)
+    if found is None:
+        raise Unauthorized("Invalid batch runner credentials.")
+    batch_id, key_id = found
+    request[BATCH_LINE] = batch_id
+    if key_id != "anonymous" or state.keys:
+        key = state.by_id.get(key_id)
+        if key is None or not key.enabled or (key.expires is not None and time.time() >= key.expires):
+            raise Unauthorized(f"The key {key_id} that owns batch {batch_id} is no longer valid.")
+        request[KEY] = key
+        request[CALLER] = Caller(key.id, "admin" if key.role == "admin" else "user", authenticated=True)
+    return await handler(request)
 
 
 def _with_limiter(state: AccessState, response: web.StreamResponse, reachable: bool) -> web.StreamResponse:
