@@ -188,12 +188,14 @@ async def _batch_line(request: web.Request, handler: Handler, state: AccessState
         raise Unauthorized("Invalid batch runner credentials.")
     batch_id, key_id = found
     request[BATCH_LINE] = batch_id
-    if key_id != "anonymous" or state.keys:
-        key = state.by_id.get(key_id)
-        if key is None or not key.enabled or (key.expires is not None and time.time() >= key.expires):
-            raise Unauthorized(f"The key {key_id} that owns batch {batch_id} is no longer valid.")
-        request[KEY] = key
-        request[CALLER] = Caller(key.id, "admin" if key.role == "admin" else "user", authenticated=True)
+    key = state.by_id.get(key_id)
+    if key is None and key_id == "anonymous" and state.anonymous is not None:
+        request[CALLER] = Caller("anonymous", "user", batch=True)
+        return await handler(request)
+    if key is None or not key.enabled or (key.expires is not None and time.time() >= key.expires):
+        raise Unauthorized(f"The key {key_id} that owns batch {batch_id} is no longer valid.")
+    request[KEY] = key
+    request[CALLER] = Caller(key.id, "admin" if key.role == "admin" else "user", authenticated=True, batch=True)
     return await handler(request)
 
 

@@ -108,6 +108,12 @@ async def test_a_batch_runs_to_completed_with_output_and_error_files(batch_proxy
         errors = await lines_of(client, done.error_file_id)
         listed = [f.id async for f in client.files.list()]
         page = await client.batches.list(limit=1)
+        usage = {flag: (await client.get("/organization/usage/completions", cast_to=object, options={"params": {
+            "start_time": done.created_at - 3600, "group_by": "batch", "batch": flag}}))["data"]  # type: ignore[index]
+            for flag in ("true", "false")}
+    batch_results = [r for bucket in usage["true"] for r in bucket["results"]]
+    assert [r["batch"] for r in batch_results] == [True] and batch_results[0]["num_model_requests"] == 3
+    assert [r for bucket in usage["false"] for r in bucket["results"]] == []  # no live request was sent
     assert {o["custom_id"]: o["response"]["body"]["choices"][0]["message"]["content"] for o in output} == {
         "c1": "one", "c3": "three"}
     assert all(o["response"]["status_code"] == 200 and o["id"].startswith("batch_req_") for o in output)
