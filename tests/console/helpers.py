@@ -14,8 +14,8 @@ from playwright.async_api import Page
 from proxy.access.keys import hash_key
 from proxy.app import create_app
 from tests.conftest import make_config
-from tests.integration.test_cli import free_port
 from tests.fake_ollama import FakeOllama
+from tests.integration.test_cli import free_port
 
 WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
 
