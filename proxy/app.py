@@ -37,7 +37,7 @@ from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
 from .responses_store import RESPONSE_RECORDS
-from .store.base import open_store
+from .store.backends import open_store
 from .store.responses import StoredResponses
 from .store.service import StoreService
 from .validate import Validator

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..appkeys import CONFIG, METRICS
+from ..appkeys import CONFIG
 from ..config import Config
 from ..middleware import error_middleware
 
@@ -34,6 +34,7 @@ def install(app: web.Application) -> None:
         install_metrics(app)
     access = structured_access(config)
     if config.metrics.enabled or access:
+        from .metrics import METRICS
         from .web import observe_middleware
 
         middlewares.append(observe_middleware(app.get(METRICS), access))

@@ -51,7 +51,8 @@ from .labels import NO_MODEL, OTHER, UPSTREAM_KINDS, ModelLabels, upstream_kind
 from .multiproc import MULTIPROC_ENV
 
 __all__ = [
-    "DURATION_BUCKETS", "MULTIPROC_ENV", "PREFIX", "TPOT_BUCKETS", "TTFT_BUCKETS", "LiveGauges", "Metrics",
+    "DURATION_BUCKETS", "METRICS", "MULTIPROC_ENV", "PREFIX", "TPOT_BUCKETS", "TTFT_BUCKETS", "LiveGauges",
+    "Metrics",
 ]
 
 PREFIX = "ollama_proxy_"
@@ -268,3 +269,6 @@ class LiveGauges(Collector):
             in_flight.add_metric((model,), count)
         yield in_flight
         yield GaugeMetricFamily(PREFIX + "admission_waiting", _WAITING_DOC, value=self._admission.waiting)
+
+
+METRICS = web.AppKey("metrics", Metrics)

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import disable_created_metrics
 
-from ..appkeys import ADMISSION, CATALOG, CONFIG, METRICS
+from ..appkeys import ADMISSION, CATALOG, CONFIG
 from ..caller import caller
 from ..errors import ProxyError
 from ..metadata import ModelCatalog
@@ -29,7 +29,7 @@ from ..middleware import error_middleware, request_id
 from ..outcome import CLIENT_CLOSED, OUTCOME, OUTCOME_LISTENERS
 from ..translate.models import model_id
 from .labels import ModelLabels, endpoint_of
-from .metrics import LiveGauges, Metrics
+from .metrics import METRICS, LiveGauges, Metrics
 
 __all__ = ["ScrapeUnauthorized", "access_record", "escape", "install_metrics", "observe_middleware", "scrape"]
 
