@@ -2,14 +2,19 @@
 
 Every route gets the Host and Origin checks. By default a route needs a key; a ``POST``
 carries a JSON body (415 otherwise) that names a model, and is metered against the key's
-limits. The table lists only what differs, so a route added later is gated by default.
+limits. The table lists only what differs, so a route added later is gated by default. A route
+registered with its kind (``pipeline.route``) has its policy in ``POLICIES``, read by
+``policy_of`` without looking at the path; the table decides for the rest (the pass-through's
+``/api/*``, an unknown URL, a route added without a kind).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EXCEPTIONS", "Policy", "policy_for"]
+from aiohttp import web
+
+__all__ = ["EXCEPTIONS", "POLICIES", "Policy", "policy_for", "policy_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +62,15 @@ def policy_for(method: str, path: str, route_name: str | None = None) -> Policy:
             return JSON_ONLY  # a stored completion's metadata: no inference
         return INFERENCE
     return READ
+
+
+# Each declared route's policy, filled by ``pipeline.route`` as routes are registered.
+POLICIES = web.AppKey("route_policies", dict[web.AbstractRoute, Policy])
+
+
+def policy_of(request: web.Request) -> Policy:
+    """The policy of the request's route: its declared one, else by method and path."""
+    found = request.match_info.route
+    policies = request.app.get(POLICIES)
+    policy = policies.get(found) if policies else None
+    return policy if policy is not None else policy_for(request.method, request.path, found.name)

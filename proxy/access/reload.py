@@ -20,7 +20,10 @@ from ..appkeys import CONFIG
 from ..config import ConfigError, load_config
 from .gate import ACCESS
 
-__all__ = ["reload_access", "reload_on_sighup"]
+__all__ = ["ON_RELOAD", "reload_access", "reload_on_sighup"]
+
+# Called with the app once new keys are in force (the pipeline recomposes its chains).
+ON_RELOAD: web.AppKey[list[Callable[[web.Application], None]]] = web.AppKey("on_access_reload")
 
 log = logging.getLogger("proxy.access")
 
@@ -37,6 +40,8 @@ def reload_access(app: web.Application, source: str | None) -> bool:
         if getattr(config, section) != getattr(started, section):
             log.warning("reload: [%s] changed; it takes effect on restart", section)
     app[ACCESS].reload(config)
+    for listener in app.get(ON_RELOAD, ()):
+        listener(app)  # the pipeline: a key with limits may now need the meter, or none any more
     log.info("reloaded %d API key(s) from %s", len(config.auth.keys), source or "the defaults")
     return True
 

@@ -27,6 +27,7 @@ from ..errors import ProxyError
 from ..metadata import ModelCatalog
 from ..middleware import error_middleware, request_id
 from ..outcome import CLIENT_CLOSED, OUTCOME, OUTCOME_LISTENERS
+from ..pipeline import KEYED, route
 from ..translate.models import model_id
 from .labels import ModelLabels, endpoint_of
 from .metrics import METRICS, LiveGauges, Metrics
@@ -58,7 +59,7 @@ def install_metrics(app: web.Application) -> None:
     if metrics.multiprocess_dir is None:
         metrics.registry.register(LiveGauges(app[ADMISSION], metrics.labels))
     if not config.port:
-        app.router.add_get("/metrics", scrape)
+        route(app, "GET", "/metrics", scrape, KEYED)  # behind the API key, like every route
     app.cleanup_ctx.append(_metrics_ctx)
 
 

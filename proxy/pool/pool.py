@@ -508,8 +508,9 @@ def _reader(client: OllamaClient, timeout: float) -> Callable[[], Any]:
     return read
 
 
-async def expose_upstream(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: name the server that answered, in ``X-Upstream``."""
+def expose_upstream(request: web.Request, response: web.StreamResponse) -> None:
+    """A response hook (the pipeline's ``on_response_prepare``): name the server that answered,
+    in ``X-Upstream``."""
     name = SERVED_BY.get()
     if name is not None:
         response.headers[UPSTREAM_HEADER] = name
