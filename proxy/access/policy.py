@@ -71,6 +71,8 @@ POLICIES = web.AppKey("route_policies", dict[web.AbstractRoute, Policy])
 def policy_of(request: web.Request) -> Policy:
     """The policy of the request's route: its declared one, else by method and path."""
     found = request.match_info.route
-    policies = request.app.get(POLICIES)
-    policy = policies.get(found) if policies else None
+    try:
+        policy = request.app[POLICIES].get(found)  # not app.get(): a Python-level ABC method
+    except KeyError:  # an app without the pipeline
+        policy = None
     return policy if policy is not None else policy_for(request.method, request.path, found.name)
