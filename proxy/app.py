@@ -11,6 +11,7 @@ from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
+from .drain import DRAIN, Drain, close_while_draining
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -59,6 +60,8 @@ def create_app(config: Config) -> web.Application:
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
+    app[DRAIN] = Drain()  # SIGUSR1 (server.py) before a stop: /readyz 503, Connection: close
+    app.on_response_prepare.append(close_while_draining)
     app.cleanup_ctx.append(access_ctx)
     app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)
