@@ -3,8 +3,9 @@ a graceful stop.
 
 Requests never wait for the database: usage goes to ``UsageBook`` (an outcome listener) and
 finished answers to ``HistoryQueue``; one task writes both every ``flush_interval`` seconds
-(history as soon as it arrives, so a stored completion is readable at once) in one batched
-transaction each. A failed write keeps its batch (bounded) and is retried with exponential
+(1 s by default, counted from each write's start: what ``kill -9`` can lose; history as soon as
+it arrives, so a stored completion is readable at once) in one batched transaction each.
+Backends raise only ``StoreError``: anything else would end this task. A failed write keeps its batch (bounded) and is retried with exponential
 back-off; ``status()`` reports pending, dropped and the last error for ``/readyz``. Readers of
 history call ``flush()`` first, so a client reads its own writes. Retention runs hourly.
 """
@@ -129,23 +130,27 @@ class StoreService:
         }
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         interval = self.config.flush_interval
-        delay = interval
+        due = loop.time() + interval
         while not self._closing:
             # Backing off, new history does not hasten the retry; a stop always ends the wait.
-            # (asyncio.timeout, not wait_for, which on 3.11 can swallow a racing cancellation.)
+            # (asyncio.timeout_at, not wait_for, which on 3.11 can swallow a racing cancellation.)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout_at(due):
                     await (self._stop if self.failures else self._wake).wait()
             if self._closing:
                 return
             self._wake.clear()
+            started = loop.time()
             if await self.flush():
-                delay = interval
+                # Due one interval after this write began, not after it ended: what a crash can
+                # lose is one interval of usage plus the write in progress, however slow it is.
+                due = started + interval
                 self.written.set()
             else:
                 self.failures += 1
-                delay = min(MAX_BACKOFF, max(interval, 1.0) * 2 ** min(self.failures, 16))
+                due = loop.time() + min(MAX_BACKOFF, max(interval, 1.0) * 2 ** min(self.failures, 16))
             await self._retain()
 
     async def _retain(self) -> None:
