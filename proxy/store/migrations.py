@@ -32,6 +32,11 @@ STEPS: tuple[tuple[str, ...], ...] = (
         " data TEXT NOT NULL)"),
         "CREATE INDEX responses_by_created ON responses (created)",
     ),
+    (  # 2: the ids of usage writes that committed, so a retry after an unclear failure (the
+       # connection lost around COMMIT) can tell whether it already counted
+        "CREATE TABLE usage_batches (id TEXT PRIMARY KEY, written BIGINT NOT NULL)",
+        "CREATE INDEX usage_batches_by_written ON usage_batches (written)",
+    ),
 )
 
 

@@ -16,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from typing import Any
 
 from ..config import StoreConfig
-from .base import ChatRecord, Store, StoreError
+from .base import ChatRecord, Store, StoreError, UsageRow
 from .history import HistoryQueue
 from .usage import UsageBook
 
@@ -30,6 +31,7 @@ log = logging.getLogger("proxy.store")
 MAX_BACKOFF = 300.0
 POISON_AFTER = 3
 RETENTION_EVERY = 3600.0
+BATCH_IDS_KEPT = 86400  # seconds a written usage batch's id is kept (a retry asks within minutes)
 
 
 class StoreService:
@@ -48,6 +50,7 @@ class StoreService:
         self._closing = False
         self._stop = asyncio.Event()
         self._refusals: dict[str, int] = {}  # record id -> times refused alone
+        self._usage_batch: tuple[str, list[UsageRow]] | None = None  # a failed write, kept whole
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-flusher")
@@ -73,11 +76,9 @@ class StoreService:
         """Write everything pending now; False when a write failed (its batch is kept)."""
         async with self._lock:
             ok = True
-            rows = self.usage.take()
             try:
-                await self.store.add_usage(rows)
-            except StoreError as exc:  # the store is down or refused: keep the rows, retry later
-                self.usage.give_back(rows)
+                await self._write_usage()
+            except StoreError as exc:  # the store is down or refused: the batch is kept, retried
                 ok = self._failed("usage", exc)
             chats = self.history.take()
             try:
@@ -89,6 +90,24 @@ class StoreService:
             if ok:
                 self.failures, self.last_error = 0, None
             return ok
+
+    async def _write_usage(self) -> None:
+        """Write the usage batch that failed last time, if any, then what came in since.
+
+        A failed write keeps its batch whole, under its id: the failure may have come after the
+        database committed (the connection lost around COMMIT), and adding the same rows again
+        would count them twice. So a retry asks first whether that id was written.
+        """
+        if self._usage_batch is not None:
+            batch_id, rows = self._usage_batch
+            if not await self.store.usage_written(batch_id):
+                await self.store.add_usage(rows, batch=batch_id)
+            self._usage_batch = None
+        rows = self.usage.take()
+        if rows:
+            self._usage_batch = (uuid.uuid4().hex, rows)
+            await self.store.add_usage(rows, batch=self._usage_batch[0])
+            self._usage_batch = None
 
     async def _one_by_one(self, chats: list[ChatRecord]) -> list[ChatRecord]:
         """After a failed batch: write each record alone, so one the database refuses cannot
@@ -123,7 +142,7 @@ class StoreService:
         """For ``/readyz``: what waits to be written, what was given up, the last failure."""
         return {
             "ok": self.last_error is None,
-            "pending_usage_rows": len(self.usage),
+            "pending_usage_rows": len(self.usage) + (len(self._usage_batch[1]) if self._usage_batch else 0),
             "pending_completions": len(self.history),
             "dropped": self.usage.dropped + self.history.dropped,
             "last_error": self.last_error,
@@ -156,10 +175,12 @@ class StoreService:
     async def _retain(self) -> None:
         days = self.config.retention_days
         now = time.time()
-        if not days or now - self._last_retention < RETENTION_EVERY:
+        if now - self._last_retention < RETENTION_EVERY:
             return
         self._last_retention = now
         try:
-            await self.store.delete_before(int(now) - days * 86400)
+            await self.store.forget_usage_batches(int(now) - BATCH_IDS_KEPT)
+            if days:
+                await self.store.delete_before(int(now) - days * 86400)
         except StoreError as exc:
             log.warning("store: retention failed (%s: %s); retried in an hour", type(exc).__name__, exc)

@@ -10,10 +10,13 @@ background task: nothing more was written until a graceful stop, and a crash aft
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from proxy.config import StoreConfig
 from proxy.outcome import Outcome
-from proxy.store.base import ChatRecord, open_store
+from proxy.store.base import ChatRecord, StoreError, open_store
 from proxy.store.service import StoreService
 from tests.pg import reset_postgres, start_postgres, stop_postgres
 
@@ -51,3 +54,37 @@ async def test_the_writer_survives_postgres_restarts_and_loses_nothing(postgres_
     status = service.status()
     await service.stop()
     assert (int(requests), int(chats)) == (written, written) and status["dropped"] == 0
+
+
+class FlakyCommit:
+    """Wraps a store: the next usage write fails, either before anything is written or after
+    the database committed it (the answer to COMMIT lost): the two cases a client cannot tell."""
+
+    def __init__(self, store: Any, committed: bool) -> None:
+        self._store, self.committed, self.armed = store, committed, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def add_usage(self, rows: Any, batch: str | None = None) -> None:
+        if self.armed:
+            self.armed = False
+            if self.committed:
+                await self._store.add_usage(rows, batch=batch)
+            raise StoreError("ConnectionDoesNotExistError: connection was closed in the middle of operation")
+        await self._store.add_usage(rows, batch=batch)
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed before the error", "not committed"])
+async def test_a_usage_write_retried_after_an_unclear_failure_counts_once(store_url: str, committed: bool) -> None:
+    store = await open_store(store_url)
+    flaky = FlakyCommit(store, committed)
+    service = StoreService(flaky, StoreConfig(enabled=True, url=store_url, flush_interval=3600))  # type: ignore[arg-type]
+    for _ in range(3):
+        service.usage.listen(Outcome("chat.completions", "m", "k", prompt_tokens=2))
+    assert not await service.flush() and service.status()["pending_usage_rows"] == 1
+    service.usage.listen(Outcome("chat.completions", "m", "k", prompt_tokens=2))  # one more meanwhile
+    assert await service.flush() and service.status()["pending_usage_rows"] == 0
+    [(requests, tokens)] = await store.fetch("SELECT SUM(requests), SUM(input_tokens) FROM usage_hourly")
+    await store.close()
+    assert (int(requests), int(tokens)) == (4, 8)
