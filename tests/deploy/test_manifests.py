@@ -217,3 +217,17 @@ def test_compose_config_loads_with_the_example_secret(tmp_path: Path) -> None:
     config = load_with_secrets(tmp_path, (compose / "config.toml").read_text(), compose / "secrets.example.toml")
     assert config.auth.keys and config.store.url.startswith("postgresql://")
     assert config.ratelimit.backend == "redis"
+
+
+# ---- the systemd unit ------------------------------------------------------------------------
+
+def test_the_systemd_unit_stops_gracefully_and_reloads_keys() -> None:
+    unit = dict(line.split("=", 1) for line in (ROOT / "deploy" / "systemd" / "ollama-openai-proxy.service")
+                .read_text().splitlines() if "=" in line and not line.startswith("#"))
+    assert unit["KillSignal"] == "SIGTERM" and unit["KillMode"] == "mixed"  # the parent passes it on
+    assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    from proxy.config import ServerConfig
+
+    assert float(unit["TimeoutStopSec"]) > ServerConfig().shutdown_timeout + 10
+    assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
+    assert "--config /etc/ollama-openai-proxy/config.toml" in unit["ExecStart"]
