@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from proxy.access.gate import ACCESS
+from proxy.access.keys import hash_key
+from proxy.access.reload import reload_access
 from proxy.config import ConfigError, load_config, merge_tables
+from tests.conftest import AppFactory
 
 
 @pytest.mark.parametrize(("base", "over", "merged"), [
@@ -53,3 +57,14 @@ def test_shutdown_timeout_is_checked(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[server]\nshutdown_timeout = 0\n")
     with pytest.raises(ConfigError, match="server.shutdown_timeout"):
         load_config(tmp_path / "config.toml", env={})
+
+
+async def test_sighup_reads_the_included_keys_again(app_factory: AppFactory, tmp_path: Path) -> None:
+    """A Secret updated in place: the reload (SIGHUP's handler) takes the new keys from the include."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[[auth.keys]]\nid = "alice"\nsha256 = "{hash_key("sk-alice")}"\n')
+    (tmp_path / "config.toml").write_text('include = ["secrets.toml"]\n')
+    _, app = await app_factory({"auth": {"keys": [{"id": "alice", "sha256": hash_key("sk-alice")}]}})
+    secrets.write_text(secrets.read_text() + f'[[auth.keys]]\nid = "bob"\nsha256 = "{hash_key("sk-bob")}"\n')
+    assert reload_access(app, str(tmp_path / "config.toml"))
+    assert sorted(k.id for k in app[ACCESS].keys.by_hash.values()) == ["alice", "bob"]
