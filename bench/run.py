@@ -43,7 +43,7 @@ LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "pro
          "metrics": "proxy+metrics", "keys": "keys+limits", "proxy_store": "proxy+store"}
 # The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost;
 # and with one API key (rpm and tpm set, never reached) on the memory limiter, called with that
-# key: the cost of auth + rate limiting (README "Access").
+# key: the cost of auth + rate limiting (docs/access.md).
 PROXIES = ("proxy", "metrics", "keys")
 API = {"keys": "openai-key"}
 ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
@@ -894,6 +894,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="short windows, 1,000 instead of 5,000 held streams"
     )
     ap.add_argument(
+        "--no-batch-row", action="store_true",
+        help="skip the batch_wait row (a live request's latency while a 1,000-line batch runs)"
+    )
+    ap.add_argument(
         "--only",
         action="append",
         default=[],
@@ -1058,6 +1062,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(result))
     print(LEGEND)
+    if not a.no_batch_row:  # its own processes, after the table's: a live request beside a batch
+        from bench import batch_wait
+
+        try:
+            result["batch_wait"] = batch_wait.measure()
+            print(batch_wait.render(result["batch_wait"]))
+        except (RuntimeError, OSError) as e:
+            errors.append(f"batch_wait: {e}")
     overhead = metrics_overhead(result)
     if overhead:
         print(overhead)

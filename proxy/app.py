@@ -12,6 +12,7 @@ from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_T
 from .config import Config
 from .console import add_console_routes, console_enabled
 from .drain import DRAIN, Drain, close_while_draining
+from .handlers import batches
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -33,7 +34,9 @@ from .handlers.stored import (
 )
 from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, expect_guard, server_settings
+from .jobs.runner import batch_runner_ctx
 from .middleware import error_middleware
+from .models import MODELS, ModelTable, alias_not_found
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
@@ -51,7 +54,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         # access_guard (Origin, Host, key, content type) before any body is read; meter (the
         # key's models and rate limits) once the body guard has read it.
-        middlewares=[error_middleware, access_guard, body_guard, meter],
+        # alias_not_found words Ollama's 404 for an alias's missing target (proxy/models).
+        middlewares=[error_middleware, access_guard, body_guard, meter, alias_not_found],
         client_max_size=config.limits.max_body_bytes,
         # Header limits and the keep-alive/header deadline reach every runner this way.
         handler_args=server_settings(config.server),
@@ -59,6 +63,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
+    app[MODELS] = ModelTable(config.models)  # [models.aliases] and [models.defaults]; SIGHUP swaps them
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     app[DRAIN] = Drain()  # SIGUSR1 (server.py) before a stop: /readyz 503, Connection: close
     app.on_response_prepare.append(close_while_draining)
@@ -66,7 +71,8 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)
     if config.routing.expose_upstream:
-        app.on_response_prepare.append(expose_upstream)  # X-Upstream, also on a stream's headers
+        # X-Upstream, also on a stream's headers: configured server names only, never an address
+        app.on_response_prepare.append(expose_upstream(config))
     if config.routing.sticky:
         app.middlewares.append(session_affinity)  # X-Session-Id for the pool's stickiness
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
@@ -88,10 +94,25 @@ def create_app(config: Config) -> web.Application:
         app.router.add_route("*", "/api/{path:.*}", passthrough, expect_handler=expect_guard)
     if console_enabled(config):  # static files only; nothing on the API routes' path
         add_console_routes(app, config.console.path)
+    _add_batches(app)  # always routed: with the store off they answer 400 saying so
     if config.store.enabled:
         _add_store(app)
     install_observability(app)  # [metrics], [tracing], the JSON access record: /metrics, middlewares
     return app
+
+
+def _add_batches(app: web.Application) -> None:
+    """The Files and Batch APIs (``proxy/handlers/batches.py``, run by ``proxy/jobs/``)."""
+    r = app.router
+    r.add_post("/v1/files", batches.create_file, expect_handler=expect_guard)
+    r.add_get("/v1/files", batches.list_files)
+    r.add_get("/v1/files/{file_id}", batches.retrieve_file)
+    r.add_delete("/v1/files/{file_id}", batches.delete_file)
+    r.add_get("/v1/files/{file_id}/content", batches.file_content)
+    r.add_post("/v1/batches", batches.create_batch, expect_handler=expect_guard)
+    r.add_get("/v1/batches", batches.list_batches)
+    r.add_get("/v1/batches/{batch_id}", batches.retrieve_batch)
+    r.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch, name="batches.cancel")
 
 
 def _add_store(app: web.Application) -> None:
@@ -104,6 +125,8 @@ def _add_store(app: web.Application) -> None:
     app.router.add_get("/v1/chat/completions/{id}/messages", list_messages)
     app.router.add_get("/v1/organization/usage/completions", completions_usage)
     app.router.add_get("/v1/organization/usage/embeddings", embeddings_usage)
+    if app[CONFIG].batches.enabled:
+        app.cleanup_ctx.append(batch_runner_ctx)  # after the store: stopped before it closes
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

@@ -32,7 +32,36 @@ STEPS: tuple[tuple[str, ...], ...] = (
         " data TEXT NOT NULL)"),
         "CREATE INDEX responses_by_created ON responses (created)",
     ),
-    (  # 2: the ids of usage writes that committed, so a retry after an unclear failure (the
+    (  # 2: usage keeps the model name the client asked for beside the one that served it
+        # ([models.aliases]; '' when they are the same): a column of the primary key, so rebuilt
+        ("CREATE TABLE usage_hourly_v2 (hour BIGINT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,"
+        " endpoint TEXT NOT NULL, requests BIGINT NOT NULL DEFAULT 0, errors BIGINT NOT NULL DEFAULT 0,"
+        " input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,"
+        " seconds DOUBLE PRECISION NOT NULL DEFAULT 0, requested TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (hour, key_id, model, endpoint, requested))"),
+        ("INSERT INTO usage_hourly_v2 (hour, key_id, model, endpoint, requests, errors, input_tokens,"
+        " output_tokens, seconds) SELECT hour, key_id, model, endpoint, requests, errors, input_tokens,"
+        " output_tokens, seconds FROM usage_hourly"),
+        "DROP TABLE usage_hourly",
+        "ALTER TABLE usage_hourly_v2 RENAME TO usage_hourly",
+    ),
+    (  # 3: the Batch API (proxy/jobs/): uploaded and produced files, batches, one row per line
+        ("CREATE TABLE files (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, created BIGINT NOT NULL,"
+        " filename TEXT NOT NULL, purpose TEXT NOT NULL, bytes BIGINT NOT NULL, content TEXT NOT NULL)"),
+        "CREATE INDEX files_by_key ON files (key_id, created, id)",
+        ("CREATE TABLE batches (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, created BIGINT NOT NULL,"
+        " status TEXT NOT NULL, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, data TEXT NOT NULL)"),
+        "CREATE INDEX batches_by_key ON batches (key_id, created, id)",
+        "CREATE INDEX batches_by_status ON batches (status)",
+        # One row per input line; its result is written once (done = 0 → 1), so a line run twice
+        # after a crash or a lost lease keeps only the first answer.
+        ("CREATE TABLE batch_lines (batch_id TEXT NOT NULL, line BIGINT NOT NULL, custom_id TEXT NOT NULL,"
+        " body TEXT NOT NULL, done BIGINT NOT NULL DEFAULT 0, status_code BIGINT NOT NULL DEFAULT 0,"
+        " result TEXT, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (batch_id, line))"),
+        "CREATE INDEX batch_lines_pending ON batch_lines (batch_id, done, lease_until)",
+    ),
+    (  # 4: the ids of usage writes that committed, so a retry after an unclear failure (the
        # connection lost around COMMIT) can tell whether it already counted
         "CREATE TABLE usage_batches (id TEXT PRIMARY KEY, written BIGINT NOT NULL)",
         "CREATE INDEX usage_batches_by_written ON usage_batches (written)",

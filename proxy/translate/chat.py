@@ -24,6 +24,7 @@ from .fields import (
     keep_alive,
     log_unknown,
     model_name,
+    name_field,
     number,
     obj,
     require,
@@ -126,6 +127,7 @@ class ResponseContext:
     created: int
     model: str
     new_call_id: Callable[[], str]
+    service_tier: str | None = None  # echoed when the request named one, as OpenAI does
 
 
 def from_openai(body: dict[str, Any]) -> ChatRequest:
@@ -308,7 +310,7 @@ def _tool(tool: Any, param: str) -> dict[str, Any]:
     if tool.get("type") != "function":
         raise UnsupportedParameter("Only 'function' tools are supported.", param=f"{param}.type")
     function = require(obj(tool, "function", f"{param}.function"), f"{param}.function")
-    name = require(string(function, "name", f"{param}.function.name"), f"{param}.function.name")
+    name = name_field(function, "name", f"{param}.function.name")
     parameters = obj(function, "parameters", f"{param}.function.parameters")
     out: dict[str, Any] = {"name": name}
     description = string(function, "description", f"{param}.function.description")
@@ -391,7 +393,7 @@ def to_completion(ollama: dict[str, Any] | list[dict[str, Any]], ctx: ResponseCo
         "model": ctx.model,
         "choices": [to_choice(answer, index, ctx, shape) for index, answer in enumerate(answers)],
         "usage": usage,
-    }
+    } | ({} if ctx.service_tier is None else {"service_tier": ctx.service_tier})
 
 
 def to_choice(ollama: dict[str, Any], index: int, ctx: ResponseContext, shape: ReplyShape) -> dict[str, Any]:
