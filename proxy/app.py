@@ -36,6 +36,7 @@ from .middleware import error_middleware
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
+from .reasoning_key import REASONING_KEY, ReasoningKey
 from .responses_store import RESPONSE_RECORDS
 from .store.base import open_store
 from .store.responses import StoredResponses
@@ -58,6 +59,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
+    app[REASONING_KEY] = ReasoningKey(config.responses)  # read at the first sealed reasoning
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     app.cleanup_ctx.append(access_ctx)
     app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included

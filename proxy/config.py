@@ -39,6 +39,7 @@ __all__ = [
     "PassthroughConfig",
     "RatelimitConfig",
     "ResponseConfig",
+    "ResponsesConfig",
     "RoutingConfig",
     "ServerConfig",
     "StoreConfig",
@@ -247,6 +248,23 @@ class ResponseConfig:
     # "reasoning"; each reader takes one of the two, never both, so sending both shows the
     # thinking to all of them once (README: "Thinking").
     reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
+
+
+@dataclass(frozen=True)
+class ResponsesConfig:
+    """``[responses]``: what ``/v1/responses`` does with what Ollama cannot run (hosted tools),
+    and the key that seals reasoning handed to clients (``encrypted_content``).
+
+    ``hosted_tools``: "drop" leaves OpenAI's hosted tools (``web_search``…) out of what the
+    model sees and says so in ``X-Ollama-Proxy-Dropped-Tools``; "refuse" answers 400 instead.
+    ``reasoning_key``: the secret (at least 32 characters) every replica sharing clients must
+    hold alike; empty: ``reasoning_key_file`` (relative to the config file's directory), made
+    with a random secret at first use; empty as well: a random key per process.
+    """
+
+    hosted_tools: Literal["drop", "refuse"] = "drop"
+    reasoning_key: str = checked("", lambda v: v == "" or len(v) >= 32, "empty or at least 32 characters")
+    reasoning_key_file: str = "reasoning.key"
 
 
 @dataclass(frozen=True)
@@ -536,6 +554,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
     response: ResponseConfig = ResponseConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
     models: ModelsConfig = ModelsConfig()
@@ -577,6 +596,10 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     _check_pool(config)
     if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
         config = store_relative_to(config, Path(path).resolve().parent)
+    key_file = config.responses.reasoning_key_file
+    if path is not None and key_file and not Path(key_file).is_absolute():
+        absolute = str(Path(path).resolve().parent / key_file)
+        config = dataclasses.replace(config, responses=dataclasses.replace(config.responses, reasoning_key_file=absolute))
     return config
 
 
