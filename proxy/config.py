@@ -47,6 +47,7 @@ __all__ = [
     "TracingConfig",
     "UpstreamConfig",
     "UpstreamServer",
+    "key_file_relative_to",
     "load_config",
     "pool_servers",
     "store_relative_to",
@@ -83,9 +84,12 @@ class ServerConfig:
     # nginx's send_timeout: the longest one write of a streamed answer may wait for the client
     # to take data; past it the stream is aborted and its upstream request and slot given back.
     write_timeout: float = checked(60.0, _positive, "> 0")
-    # Compressed request bodies are refused with 415 (nginx never inflates them; Envoy only with
-    # its opt-in decompressor filter); true lets aiohttp inflate gzip/deflate, bounded per request.
-    accept_compressed_requests: bool = False
+    # Compressed request bodies (zstd, gzip, deflate) are decoded as they arrive, bounded by
+    # limits.max_body_bytes and max_compression_ratio (proxy/decompress.py); false: 415, as nginx.
+    accept_compressed_requests: bool = True
+    # Past 1 MiB decoded, a body may decode to at most this many times its compressed size (0: no
+    # bound); JSON compresses 3-5 times, a bomb a thousand.
+    max_compression_ratio: int = checked(100, lambda v: v >= 0, ">= 0 (0 means no ratio bound)")
     # Host names accepted in the Host header (DNS-rebinding defence, proxy/access/cors.py).
     # Empty: only localhost/127.0.0.1/[::1] when listening on loopback, else any.
     allowed_hosts: tuple[str, ...] = ()
@@ -596,11 +600,17 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     _check_pool(config)
     if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
         config = store_relative_to(config, Path(path).resolve().parent)
-    key_file = config.responses.reasoning_key_file
-    if path is not None and key_file and not Path(key_file).is_absolute():
-        absolute = str(Path(path).resolve().parent / key_file)
-        config = dataclasses.replace(config, responses=dataclasses.replace(config.responses, reasoning_key_file=absolute))
     return config
+
+
+def key_file_relative_to(config: Config, base: Path) -> Config:
+    """A relative ``[responses] reasoning_key_file`` names a file in ``base``, the config file's
+    directory (as the store's SQLite path); applied by the CLI, so ``Config()`` stays equal."""
+    key_file = config.responses.reasoning_key_file
+    if not key_file or Path(key_file).is_absolute():
+        return config
+    responses = dataclasses.replace(config.responses, reasoning_key_file=str(base / key_file))
+    return dataclasses.replace(config, responses=responses)
 
 
 def pool_servers(config: Config) -> tuple[UpstreamServer, ...]:

@@ -37,6 +37,7 @@ from ..errors import (
     RateLimitExceeded,
     UnsupportedMediaType,
 )
+from ..inbound import body_of
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
     EXPOSED_HEADERS,
@@ -173,7 +174,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     policy = policy_for(request.method, request.path, request.match_info.route.name)
     if not policy.json:
         return await handler(request)
-    raw = await request.read()  # read once by the body guard: this is its cached copy
+    raw = await body_of(request)  # read once by the body guard (decoded, when it came compressed)
     body = _json_object(raw)
     model = body.get("model") if body is not None else None
     if body is None or not isinstance(model, str):
