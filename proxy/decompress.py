@@ -82,14 +82,15 @@ class BodyDecoder:
         inflater = self._zlib
         while data:
             if inflater.eof:
-                raise InvalidRequest(f"The request body has data after the end of its {self.encoding} stream.",
-                                     code="invalid_body")
+                raise self._trailing()
             try:
                 piece = inflater.decompress(data, PIECE)
             except zlib.error:
                 raise self._corrupt() from None
             self.consumed += len(data) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
             self.add(piece)
+            if inflater.unused_data:
+                raise self._trailing()
             data = inflater.unconsumed_tail
 
     def add(self, piece: bytes) -> None:
@@ -112,6 +113,10 @@ class BodyDecoder:
         if self._zstd is not None and not self._out:
             raise InvalidRequest("The request body is truncated zstd data.", code="invalid_body")
         return bytes(self._out)
+
+    def _trailing(self) -> InvalidRequest:
+        return InvalidRequest(f"The request body has data after the end of its {self.encoding} stream.",
+                              code="invalid_body")
 
     def _corrupt(self) -> InvalidRequest:
         return InvalidRequest(f"The request body is not valid {self.encoding} data.", code="invalid_body")
