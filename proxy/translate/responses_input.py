@@ -1,10 +1,11 @@
 """OpenAI Responses ``input`` items → Ollama chat messages, as pure functions.
 
 Message items (roles, ``input_text``/``output_text`` parts, ``data:`` images), ``function_call``
-and ``function_call_output`` items (a call's output finds its function's name through the
-call's id, in this input or the stored history) and ``reasoning`` items (their text becomes the
-``thinking`` of the assistant turn after them) become the messages Ollama's ``/api/chat``
-takes. The same conversion turns a finished response's output into the history the next
+and ``custom_tool_call`` items (a namespaced one as its flat function name, see
+``responses_tools``) with their outputs (an output finds its function's name through the call's
+id, in this input or the stored history) and ``reasoning`` items (their text, or the thinking
+their ``encrypted_content`` seals, becomes the ``thinking`` of the assistant turn after them)
+become the messages Ollama's ``/api/chat`` takes. The same conversion turns a finished response's output into the history the next
 ``previous_response_id`` continues, so both directions agree by construction. Each item is also
 kept as ``input_items`` lists it. Each refusal names the path of the part at fault.
 """
@@ -20,7 +21,7 @@ import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
 from .fields import require, string, type_name
-from .responses_tools import custom_input, flat_name
+from .responses_tools import flat_name
 from .sealed import Sealer
 
 __all__ = ["SEALED", "item_ids", "references", "response_of", "to_history", "to_input"]
@@ -253,8 +254,7 @@ def _custom_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict
         normal["namespace"] = namespace
     if isinstance(item.get("id"), str):
         normal = {"id": item["id"], **normal}
-    arguments = {"input": custom_input({"input": text})}
-    return {"id": call_id, "function": {"name": flat_name(namespace, name), "arguments": arguments}}, normal
+    return {"id": call_id, "function": {"name": flat_name(namespace, name), "arguments": {"input": text}}}, normal
 
 
 def _call_output(item: dict[str, Any], param: str,

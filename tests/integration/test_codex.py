@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -117,8 +118,9 @@ PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_sdk_reads_namespaced_and_custom_calls_and_the_dropped_tools_header(
-    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, stream: bool,
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture, stream: bool,
 ) -> None:
+    caplog.set_level(logging.DEBUG, "proxy")
     url = await proxy_factory()
     fake_ollama.push(Reply(content="", tool_calls=[ToolCall("crm__lookup", {"email": "a@b.c"}),
                                                    ToolCall("apply_patch", {"input": "*** Begin Patch"})]))
@@ -138,6 +140,7 @@ async def test_sdk_reads_namespaced_and_custom_calls_and_the_dropped_tools_heade
     assert json.loads(call.arguments) == {"email": "a@b.c"}
     assert isinstance(custom, ResponseCustomToolCall) and custom.input == "*** Begin Patch"
     assert [t["function"]["name"] for t in chat_bodies(fake_ollama)[0]["tools"]] == ["crm__lookup", "apply_patch"]
+    assert "hosted tools left out of what the model sees: web_search, file_search" in caplog.text
 
 
 async def test_hosted_tools_are_refused_when_the_config_says_so(
