@@ -54,6 +54,23 @@ wire_api = "responses"
     return home
 
 
+def model_catalog(home: Path, slug: str) -> None:
+    """A ``model_catalog_json`` (Codex's own format) declaring ``slug`` with the freeform
+    ``apply_patch``: Codex then offers it as a ``custom`` tool with its Lark grammar."""
+    entry = {
+        "slug": slug, "display_name": slug, "description": "An Ollama model", "base_instructions": "You are Codex.",
+        "apply_patch_tool_type": "freeform", "shell_type": "shell_command", "context_window": 32000,
+        "supports_reasoning_summaries": True, "reasoning_summary_format": "none", "default_reasoning_level": "medium",
+        "supported_reasoning_levels": [{"effort": "medium", "description": "medium"}], "support_verbosity": False,
+        "default_verbosity": None, "input_modalities": ["text"], "truncation_policy": {"mode": "tokens", "limit": 10000},
+        "supports_parallel_tool_calls": True, "visibility": "list", "minimal_client_version": "0.0.1",
+        "supported_in_api": True, "upgrade": None, "priority": 0, "experimental_supported_tools": [],
+    }
+    (home / "models.json").write_text(json.dumps({"models": [entry]}))
+    config = home / "config.toml"  # a top-level key: before the provider's table
+    config.write_text(f'model_catalog_json = "{home / "models.json"}"\n' + config.read_text())
+
+
 async def codex_exec(home: Path, workdir: Path, model: str, task: str) -> tuple[int, str]:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home.parent), "CODEX_HOME": str(home),
            "OLLAMA_PROXY_API_KEY": KEY, "NO_COLOR": "1", "RUST_LOG": "error"}
@@ -105,6 +122,35 @@ async def test_codex_exec_creates_a_file_through_the_proxy(
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     else:
         assert "thinking" not in call_turn
+
+
+PATCH_TEXT = "*** Begin Patch\n*** Add File: made.txt\n+made by apply_patch\n*** End Patch\n"
+
+
+@pytest.mark.skipif(not CODEX.exists(), reason="the Codex CLI is not installed (npm ci --prefix tests/agents)")
+async def test_codex_exec_applies_a_patch_through_its_custom_tool(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, tmp_path: Path,
+) -> None:
+    """Codex's freeform ``apply_patch`` (a ``custom`` tool): offered to Ollama as a function with
+    one ``input`` string, its call handed to Codex as a ``custom_tool_call``, which Codex applies."""
+    url = await proxy_factory(proxy_config(tmp_path))
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    home = codex_home(tmp_path, url)
+    model_catalog(home, "qwen3:8b")
+    fake_ollama.push(Reply(content="", thinking="A new file: one patch.",
+                           tool_calls=[ToolCall("apply_patch", {"input": PATCH_TEXT})]),
+                     Reply(content="Patched."))
+    code, output = await codex_exec(home, workdir, "qwen3:8b", "Create made.txt with apply_patch.")
+    assert code == 0, output
+    assert (workdir / "made.txt").read_text() == "made by apply_patch\n"
+    first, second = chat_bodies(fake_ollama)[:2]
+    patch_tool = next(t["function"] for t in first["tools"] if t["function"]["name"] == "apply_patch")
+    assert patch_tool["parameters"]["required"] == ["input"] and "lark grammar" in patch_tool["description"]
+    call_turn, result = second["messages"][-2], second["messages"][-1]
+    assert call_turn["tool_calls"][0]["function"] == {"name": "apply_patch", "arguments": {"input": PATCH_TEXT}}
+    assert call_turn["thinking"] == "A new file: one patch."
+    assert result["role"] == "tool" and result["tool_name"] == "apply_patch"
 
 
 # ---- the same items through the official SDK and a raw zstd body -----------------------------
