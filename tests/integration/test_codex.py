@@ -239,3 +239,25 @@ async def test_codex_turns_as_captured_zstd_compressed_and_sealed_for_one_key_on
     assert chat_bodies(fake_ollama)[1]["messages"][-2]["thinking"] == "Run one command."
     status, answer = await post(follow, other)  # another key cannot replay it
     assert status == 400 and answer[0]["error"]["param"] == "input[4].encrypted_content"
+
+
+async def test_a_stored_namespaced_call_continues_with_previous_response_id(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, tmp_path: Path,
+) -> None:
+    """Clients that keep state on the server (``store: true``, the Agents SDK): the stored
+    history of a namespaced call maps to the same Ollama function when its output comes back."""
+    url = await proxy_factory(proxy_config(tmp_path))
+    fake_ollama.push(Reply(content="", tool_calls=[ToolCall("crm__lookup", {"email": "a@b.c"}, id="call_7")]),
+                     Reply(content="Found Ada."))
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        first = await sdk.responses.create(model="llama3.2", input="who is a@b.c?", tools=[NAMESPACE])
+        call = first.output[0]
+        assert isinstance(call, ResponseFunctionToolCall) and call.namespace == "crm"
+        second = await sdk.responses.create(
+            model="llama3.2", previous_response_id=first.id, tools=[NAMESPACE],
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Ada Lovelace"}])
+    assert second.output_text == "Found Ada."
+    messages = chat_bodies(fake_ollama)[1]["messages"]
+    assert messages[-2]["tool_calls"][0]["function"]["name"] == "crm__lookup"
+    assert messages[-1] == {"role": "tool", "content": "Ada Lovelace", "tool_name": "crm__lookup",
+                            "tool_call_id": "call_7"}
