@@ -26,6 +26,7 @@ from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
 from ..middleware import request_id
+from ..models import fill_defaults, resolve_model
 from ..outbound import ClientStalled, WriteGuard
 from ..outcome import CLIENT_CLOSED, Outcome, account
 from ..pool import Pool
@@ -73,7 +74,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
     body = await read_json_object(request)
-    limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
+    names = resolve_model(request, body)  # [models.aliases], before the gates
+    limits = request.app[VALIDATOR].check(body, names.requested)  # the [limits] table, before translation
     records = request.app.get(RESPONSE_RECORDS)
     key_id = caller(request).key_id
     history = await _history(records, previous_response_id(body), key_id)
@@ -82,14 +84,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     ctx = ResponsesContext(id=response_id, created_at=_now(), new_id=item_ids(response_id), now=_now)
     sealer = Sealer(await request.app[REASONING_KEY].get(), key_id) if _seals(body) else None
     req = from_openai(body, ctx, history, sealer, config.responses.hosted_tools == "refuse")
+    req.echo["model"] = names.requested  # the response names the model the client asked for
     del body, history
     headers = _dropped(request, req)
     keep = None
     if records is not None and _keeps(records, req):  # `is not None`: a store may define __len__
         keep = Keeping(records, key_id, req.input_items, req.messages)
     response = skeleton(req, ctx, stored=keep is not None)
-    ollama = with_defaults(req.body, limits)
-    model, stream, names = req.model, req.stream, req.names
+    ollama = with_defaults(await fill_defaults(request, req.body, limits), limits)
+    model, stream, tool_names = req.model, req.stream, req.names
     sealing = sealer if req.sealed_reasoning else None
     del req  # translated; what the store needs is in `keep`, the rest is not held for the stream
     async with (
@@ -99,13 +102,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         if not stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             outcome.count_tokens(answer)
-            done = to_response(answer, response, ctx, sealing, names)
+            done = to_response(answer, response, ctx, sealing, tool_names)
             if keep is not None:
                 await keep.put(done)
             answered = json_response(done)
             answered.headers.update(headers)
             return answered
-        state = new_stream(ctx, response, config.upstream.max_line_bytes, sealing, names)
+        state = new_stream(ctx, response, config.upstream.max_line_bytes, sealing, tool_names)
         call = client.open("POST", "/api/chat", ollama)
         del ollama  # JSON bytes in the call now, dropped once sent
         async with call as upstream:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
-from .fields import require, string, type_name
+from .fields import name_field, require, string, type_name
 from .responses_tools import flat_name
 from .sealed import Sealer
 
@@ -225,7 +225,7 @@ def _image(part: dict[str, Any], param: str) -> str:
 
 def _function_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict[str, Any]]:
     call_id = require(string(item, "call_id", f"{param}.call_id"), f"{param}.call_id")
-    name = require(string(item, "name", f"{param}.name"), f"{param}.name")
+    name = name_field(item, "name", f"{param}.name")
     raw = require(string(item, "arguments", f"{param}.arguments"), f"{param}.arguments")
     try:
         arguments = orjson.loads(raw or "{}")
@@ -234,7 +234,7 @@ def _function_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], di
     if not isinstance(arguments, dict):
         raise InvalidRequest(f"'{param}.arguments' must be a JSON object encoded as a string.",
                              param=f"{param}.arguments")
-    namespace = string(item, "namespace", f"{param}.namespace") or None
+    namespace = _namespace(item, param)
     normal = {"type": "function_call", "status": "completed", "arguments": raw, "call_id": call_id, "name": name}
     if namespace is not None:
         normal["namespace"] = namespace
@@ -243,12 +243,17 @@ def _function_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], di
     return {"id": call_id, "function": {"name": flat_name(namespace, name), "arguments": arguments}}, normal
 
 
+def _namespace(item: dict[str, Any], param: str) -> str | None:
+    """A call's ``namespace``, part of the name Ollama sees (so no NUL either)."""
+    return name_field(item, "namespace", f"{param}.namespace") if item.get("namespace") else None
+
+
 def _custom_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A ``custom_tool_call`` → the call of its function, the text as its one argument."""
     call_id = require(string(item, "call_id", f"{param}.call_id"), f"{param}.call_id")
-    name = require(string(item, "name", f"{param}.name"), f"{param}.name")
+    name = name_field(item, "name", f"{param}.name")
     text = require(string(item, "input", f"{param}.input"), f"{param}.input")
-    namespace = string(item, "namespace", f"{param}.namespace") or None
+    namespace = _namespace(item, param)
     normal = {"type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": name, "input": text}
     if namespace is not None:
         normal["namespace"] = namespace

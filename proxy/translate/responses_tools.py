@@ -31,7 +31,7 @@ import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
 from .chat import to_tools as chat_tools
-from .fields import boolean, obj, require, string, type_name
+from .fields import boolean, name_field, obj, require, string, type_name
 
 __all__ = [
     "HOSTED_TOOLS",
@@ -102,7 +102,7 @@ def from_tools(body: dict[str, Any], refuse_hosted: bool = False) -> Tools:
             raise InvalidRequest(f"'{param}' must be an object.", param=param)
         kind = tool.get("type")
         if kind == "namespace":
-            namespace = require(string(tool, "name", f"{param}.name"), f"{param}.name")
+            namespace = name_field(tool, "name", f"{param}.name")
             string(tool, "description", f"{param}.description")
             inner = tool.get("tools")
             if not isinstance(inner, list):
@@ -152,7 +152,7 @@ def _function(tool: Any, param: str, namespace: str | None,
     kind = tool.get("type")
     if kind not in ("function", "custom"):
         raise InvalidRequest(f"'{param}.type' must be 'function' or 'custom'.", param=f"{param}.type")
-    name = require(string(tool, "name", f"{param}.name"), f"{param}.name")
+    name = name_field(tool, "name", f"{param}.name")
     description = string(tool, "description", f"{param}.description")
     _plain(tool, param)
     if kind == "function":

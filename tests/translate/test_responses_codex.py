@@ -64,6 +64,19 @@ def test_codex_first_request_is_accepted_whole(caplog: pytest.LogCaptureFixture)
     Response.model_validate(skeleton(request, context(), stored=False))
 
 
+def test_codex_for_one_of_its_own_models_is_accepted_too(caplog: pytest.LogCaptureFixture) -> None:
+    """``-m gpt-5.5`` (or an alias Codex knows, docs/models.md): its built-in metadata adds
+    ``text.verbosity``, ``reasoning.effort``, the hosted ``tool_search`` and the custom apply_patch."""
+    caplog.set_level(logging.DEBUG)
+    body = captured("builtin-model")
+    assert body["text"] == {"verbosity": "low"} and body["reasoning"] == {"effort": "medium"}
+    request = from_openai(body, context(), sealer=SEALER)
+    assert request.dropped_tools == ("tool_search", "web_search")
+    assert "apply_patch" in ollama_names(request.body) and request.body["think"] == "medium"
+    assert "unknown request fields" not in caplog.text
+    Response.model_validate(skeleton(request, context(), stored=False))
+
+
 def test_the_custom_apply_patch_tool_is_one_string_argument_with_its_grammar_told() -> None:
     request = from_openai(captured("turn1"), context())
     apply_patch = next(t["function"] for t in request.body["tools"] if t["function"]["name"] == "apply_patch")
