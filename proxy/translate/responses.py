@@ -55,8 +55,8 @@ MAPPED = (
 )  # fmt: skip
 # Caller bookkeeping that does not change what the model generates: accepted, echoed, no effect.
 # ``client_metadata`` (Codex: its thread, session and turn ids) is for OpenAI's own logs.
-# ``service_tier``: accepted and echoed as "default"; the place a priority would be read is
-# the handler (it sees the raw body), when queuing by tier comes (issue 20).
+# ``service_tier`` picks the request's priority class in admission (the handler reads it and
+# reports the class that ran), so for the translation it is no more than bookkeeping.
 NO_EFFECT = ("client_metadata", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "service_tier",
              "user")
 # Defined by OpenAI, impossible over Ollama: a 400 naming the field whenever it is set.
