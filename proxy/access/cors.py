@@ -52,6 +52,7 @@ _EXPOSED = (
     "X-Request-Id", "Retry-After",
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+    "X-Ollama-Proxy-Dropped-Tools",
 )
 EXPOSED_HEADERS = ", ".join(_EXPOSED)
 
