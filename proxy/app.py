@@ -11,6 +11,7 @@ from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
+from .handlers.anthropic import add_anthropic_routes
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -76,6 +77,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/v1/responses/{response_id}", retrieve_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
+    add_anthropic_routes(app)  # /v1/messages, /v1/messages/count_tokens
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{id:.+}", retrieve_model)  # ids hold "/" and ":"
     app.router.add_get("/v1/health", readiness)  # add_get also answers HEAD

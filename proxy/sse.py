@@ -34,8 +34,9 @@ class EventStreamResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-async def start_event_stream(request: web.Request, request_id: str) -> web.StreamResponse:
+async def start_event_stream(request: web.Request, request_id: str,
+                             headers: dict[str, str] | None = None) -> web.StreamResponse:
     """Prepare the SSE response (its headers go out with the first frame) and return it."""
-    response = EventStreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id})
+    response = EventStreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id, **(headers or {})})
     await response.prepare(request)
     return response

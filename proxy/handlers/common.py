@@ -80,16 +80,21 @@ def whole_answer(data: Any) -> dict[str, Any]:
 
 async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
                        state: S, frames_for_read: Callable[[S, bytes], bytes],
-                       outcome: Outcome) -> web.StreamResponse:
+                       outcome: Outcome, *, fault_frame: Callable[[ProxyError, str], bytes] = error_frame,
+                       headers: dict[str, str] | None = None,
+                       cut_short: Callable[[S], bool] | None = None) -> web.StreamResponse:
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
 
     Faults after the headers went out end the stream with an error frame; a client that goes
     away ends it quietly, and one that stops reading is cut off after ``server.write_timeout``
     (leaving the caller's ``async with`` closes the upstream request and frees the slot).
     ``outcome`` learns when the first frame went out, the token counts and how the stream ended.
+    ``fault_frame`` renders a fault in the API's own envelope (the Messages API's ``error``
+    event); ``cut_short(state)`` true at the end: the proxy ended the answer (a stop sequence),
+    so Ollama's body is not read on but closed, which stops its generation.
     """
     rid = request_id(request)
-    response = await start_event_stream(request, rid)
+    response = await start_event_stream(request, rid, headers)
     with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
         try:
             with client.idle_timer() as timer:
@@ -106,6 +111,8 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
                         return response
                     if state.done:
                         await out.write_eof(frames)  # the last frames and the body's end in one write
+                        if cut_short is not None and cut_short(state):
+                            return response
                     elif frames:
                         await out.write(frames)
             if not state.done:
@@ -113,7 +120,7 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
         except ProxyError as exc:
             log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
             outcome.error = "mid_stream"
-            await _end_with_error(request, out, exc, rid)
+            await _end_with_error(request, out, fault_frame(exc, rid), rid)
         except ClientStalled as exc:
             outcome.status, outcome.error = CLIENT_CLOSED, "client_stalled"
             stalled(request, rid, exc)
@@ -126,7 +133,7 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
             log.exception("%s stream failed", rid)
             outcome.error = "internal"
             error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
-            await _end_with_error(request, out, error, rid)
+            await _end_with_error(request, out, fault_frame(error, rid), rid)
         finally:
             count_stream_tokens(outcome, state)
     return response
@@ -146,9 +153,9 @@ def stalled(request: web.Request, rid: str, exc: ClientStalled) -> None:
     abort(request)
 
 
-async def _end_with_error(request: web.Request, out: WriteGuard, error: ProxyError, rid: str) -> None:
+async def _end_with_error(request: web.Request, out: WriteGuard, frame: bytes, rid: str) -> None:
     try:
-        await out.write_eof(error_frame(error, rid))
+        await out.write_eof(frame)
     except ClientStalled as exc:
         stalled(request, rid, exc)
     except ConnectionResetError:

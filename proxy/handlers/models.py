@@ -17,6 +17,7 @@ from ..access import key_allows
 from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog
+from ..translate.anthropic.models import to_anthropic_model, to_anthropic_model_list
 from ..translate.models import find_tag, model_id, to_model, to_model_list
 from .common import json_response
 
@@ -34,6 +35,8 @@ async def list_models(request: web.Request) -> web.Response:
     models = to_model_list(listed)
     for model in models["data"]:
         _place(request, model)
+    if "anthropic-version" in request.headers:  # Anthropic's SDKs: its list shape
+        return json_response(to_anthropic_model_list(models))
     return json_response(models, camel=request.app[CONFIG].response.keys == "camel")
 
 
@@ -44,6 +47,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
     if tag is None or not request.app[VALIDATOR].allows(model_id(tag)) or not key_allows(request, model_id(tag)):
         raise ModelNotFound(f"The model '{wanted}' does not exist.", param="model")
     model = _place(request, to_model(tag, await catalog.details(tag)))
+    if "anthropic-version" in request.headers:
+        return json_response(to_anthropic_model(model))
     return json_response(model, camel=request.app[CONFIG].response.keys == "camel")
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger("proxy.store")
 
 # Which of the proxy's endpoints each Usage API family counts (passthrough is Ollama's native
 # API, outside OpenAI's families: it is in the store and the CLI, not in these buckets).
-COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses"})
+COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "messages"})
 EMBEDDING_ENDPOINTS = frozenset({"embeddings"})
 
 Key = tuple[int, str, str, str]
