@@ -1,0 +1,87 @@
+"""The real Claude Code CLI (pinned in tests/agents) runs a task through the proxy: the scripted
+stand-in model calls Claude Code's own Write tool, Claude Code writes the file and sends the
+result back, and the model's final text ends the run with exit status 0. With an API key, the
+store on, and a plain as well as a thinking model (whose reasoning must come back to Ollama in
+the second turn, carried by the thinking block's signature)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.access.keys import hash_key, new_key
+from tests.conftest import AppFactory
+from tests.fake_ollama import FakeOllama, Reply, ToolCall
+
+CLAUDE = Path(__file__).resolve().parents[1] / "agents" / "node_modules" / ".bin" / "claude"
+pytestmark = pytest.mark.skipif(not CLAUDE.exists(), reason="the Claude Code CLI is not installed (tests/agents)")
+KEY = new_key()
+
+
+def claude_env(url: str, home: Path) -> dict[str, str]:
+    """What a user sets (docs/agents.md), plus a throwaway home and no traffic but the proxy's."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+
+
+async def run_claude(url: str, tmp: Path, prompt: str, model: str) -> tuple[int, str, str]:
+    work = tmp / "work"
+    work.mkdir()
+    process = await asyncio.create_subprocess_exec(
+        str(CLAUDE), "-p", prompt, "--model", model, "--allowedTools", "Write,Bash",
+        cwd=work, env=claude_env(url, tmp / "home"), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+def chat_bodies(fake: FakeOllama) -> list[dict[str, Any]]:
+    return [body for path, body in fake.requests if path == "/api/chat"]
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
+async def test_claude_p_writes_a_file_through_the_proxy(app_factory: AppFactory, fake_ollama: FakeOllama,
+                                                         tmp_path: Path, thinking: bool) -> None:
+    url, _ = await app_factory({"auth": {"keys": [{"id": "claude", "sha256": hash_key(KEY)}]},
+                                "store": {"enabled": True, "url": "sqlite://"}})
+    target = tmp_path / "work" / "hello.txt"
+    reasoning = "The user wants a file; the Write tool makes it." if thinking else None
+    fake_ollama.push(
+        Reply(content="", thinking=reasoning,
+              tool_calls=[ToolCall("Write", {"file_path": str(target), "content": "hello from ollama\n"})]),
+        Reply(content="I created hello.txt.", thinking="It worked." if thinking else None),
+    )
+    status, out, err = await run_claude(url, tmp_path, "Create hello.txt saying hello", "qwen3:8b")
+    assert status == 0, (out, err)
+    assert target.read_text() == "hello from ollama\n"
+    assert "I created hello.txt." in out
+    first, second = chat_bodies(fake_ollama)
+    assert first["model"] == second["model"] == "qwen3:8b"
+    assert first["think"] == "high"  # thinking adaptive + output_config.effort "high"
+    assert {"Write", "Bash"} <= {tool["function"]["name"] for tool in first["tools"]}
+    assert first["options"]["num_predict"] == 32000
+    assert not any(m["content"].startswith("x-anthropic-billing-header") for m in first["messages"])
+    tool_turn = next(m for m in second["messages"] if m["role"] == "tool")
+    assert tool_turn["tool_name"] == "Write" and "hello.txt" in tool_turn["content"]
+    assistant = next(m for m in second["messages"] if m["role"] == "assistant")
+    assert assistant["tool_calls"][0]["function"]["arguments"]["file_path"] == str(target)
+    # Claude Code asks for thinking with display "omitted": the text came back in the signature.
+    assert assistant.get("thinking") == reasoning
