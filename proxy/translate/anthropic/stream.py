@@ -215,9 +215,10 @@ def _thinking(state: MessagesStream, text: str) -> bytes:
     return out + _delta(state, text) if state.shape.show_thinking else out
 
 
-def _text(state: MessagesStream, text: str) -> bytes:
+def _text(state: MessagesStream, text: str, *, held: bool = False) -> bytes:
+    """Text into the open text block; ``held``: the held-back end, no longer matched."""
     matched = None
-    if state.stops is not None:
+    if state.stops is not None and not held:
         text, matched = state.stops.feed(text)
     out = b""
     if text:
@@ -285,7 +286,7 @@ def _finish(state: MessagesStream, data: dict[str, Any]) -> bytes:
     if state.stops is not None and state.forced is None:
         rest = state.stops.flush()
         if rest:
-            out = _text(state, rest)
+            out = _text(state, rest, held=True)
     forced, call = state.forced, state.shape.forced
     cut = data.get("done_reason") == "length"
     if forced is not None and call is not None and (not cut or not forced.announced):
