@@ -198,6 +198,10 @@ RULES: tuple[Rule, ...] = (
     Rule("max_tokens",          "max_output_tokens",                tokens,          "tokens",             "each",  "integer_above_max_value"),
     Rule("max_json_containers", "input[*].arguments",               json_containers, "objects and arrays", "each",  "json_too_large"),
     Rule("max_json_depth",      "input[*].arguments",               json_depth,      "levels of nesting",  "each",  "json_too_deep"),
+    # /v1/messages (Anthropic): its system prompt, stop sequences and tool results
+    Rule("max_message_chars",   "system",                           text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_stop",            "stop_sequences",                   length,          "stop sequences",     "each",  "array_above_max_length"),
+    Rule("max_message_chars",   "messages[*].content[*].content",   text_chars,      "characters",         "each",  "string_above_max_length"),
 )  # fmt: skip
 
 _STAR = object()  # "[*]" in a compiled path

@@ -266,3 +266,27 @@ async def test_model_gates_apply(app_factory: AppFactory, fake_ollama: FakeOllam
         with pytest.raises(anthropic.PermissionDeniedError):
             await c.messages.count_tokens(model="qwen3:8b", messages=USER)
     assert chats(fake_ollama) == []
+
+
+async def test_pings_while_ollama_is_silent(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    url, app = await app_factory({"anthropic": {"ping_interval": 0.05}})
+    fake_ollama.push(Reply(hang=True))  # one line, then nothing until the client goes away
+    async with aiohttp.ClientSession() as http, http.post(
+            url + "/v1/messages", json={"model": "llama3.2", "max_tokens": 50, "messages": USER, "stream": True},
+            headers={"anthropic-version": "2023-06-01"}) as response:
+        seen = b""
+        while seen.count(b"event: ping") < 3:
+            seen += await asyncio.wait_for(response.content.readany(), SLACK)
+    names = [line[7:] for line in seen.decode().splitlines() if line.startswith("event: ")]
+    assert names[:3] == ["message_start", "ping", "content_block_start"] and names[-1] == "ping"
+    await asyncio.wait_for(fake_ollama.stream_closed.wait(), SLACK)
+    assert app[ADMISSION].active == 0
+
+
+async def test_server_tools_refused_when_configured(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    url, _ = await app_factory({"anthropic": {"server_tools": "refuse"}})
+    async with sdk(url) as c:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await c.messages.create(model="llama3.2", max_tokens=50, messages=USER, tools=[
+                TOOL, {"type": "bash_20250124", "name": "bash"}])
+    assert "bash" in refused.value.message and chats(fake_ollama) == []

@@ -15,6 +15,7 @@ from ...inbound import expect_guard
 from ...middleware import request_id
 from ...outcome import account
 from ...translate.anthropic import (
+    PING,
     AnswerShape,
     MessageContext,
     MessagesRequest,
@@ -55,7 +56,8 @@ async def _translated(request: web.Request, body: dict[str, Any]) -> tuple[Messa
     # The model is read here, once: where a ``claude-*`` alias is mapped to an Ollama model.
     limits = request.app[VALIDATOR].check(body)
     signer = Signer(request.app[SIGNING_SECRET], caller(request).key_id)
-    messages = from_anthropic(body, signer)
+    refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
+    messages = from_anthropic(body, signer, refuse_server_tools=refuse)
     await check_ollama_extras(request, messages.body, limits)
     return messages, signer, with_defaults(messages.body, limits)
 
@@ -98,7 +100,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         del messages, ollama  # JSON bytes in the call now, dropped once sent
         async with call as upstream:
             return await relay_stream(request, client, upstream, state, frames_for_read, outcome,
-                                      fault_frame=error_event, headers=headers, cut_short=_stopped)
+                                      fault_frame=error_event, headers=headers, cut_short=_stopped,
+                                      keepalive=(PING, config.anthropic.ping_interval))
 
 
 def _stopped(state: MessagesStream) -> bool:

@@ -3,9 +3,9 @@
 from .request import MessagesRequest, from_anthropic
 from .response import AnswerShape, MessageContext, StopCollector, to_message
 from .signature import Signer
-from .stream import MessagesStream, error_event, frames_for_read, new_stream
+from .stream import PING, MessagesStream, error_event, frames_for_read, new_stream
 
 __all__ = [
-    "AnswerShape", "MessageContext", "MessagesRequest", "MessagesStream", "Signer", "StopCollector",
+    "PING", "AnswerShape", "MessageContext", "MessagesRequest", "MessagesStream", "Signer", "StopCollector",
     "error_event", "frames_for_read", "from_anthropic", "new_stream", "to_message",
 ]  # fmt: skip

@@ -69,8 +69,9 @@ class MessagesRequest:
     user_id: str | None = None  # metadata.user_id: usage attribution only
 
 
-def from_anthropic(body: dict[str, Any], signer: Signer) -> MessagesRequest:
-    """Translate a Messages request body into Ollama's ``/api/chat`` body."""
+def from_anthropic(body: dict[str, Any], signer: Signer, *, refuse_server_tools: bool = False) -> MessagesRequest:
+    """Translate a Messages request body into Ollama's ``/api/chat`` body; server tools offered
+    are left out (``dropped``), or a 400 with ``refuse_server_tools`` (``[anthropic] server_tools``)."""
     log_unknown(body, _KNOWN)
     model = model_name(body)
     max_tokens = require(integer(body, "max_tokens"), "max_tokens")
@@ -83,6 +84,9 @@ def from_anthropic(body: dict[str, Any], signer: Signer) -> MessagesRequest:
     stream = bool(boolean(body, "stream"))
     messages = [*_system(body.get("system")), *to_messages(body.get("messages"), signer)]
     tools, dropped = to_tools(body.get("tools"))
+    if dropped and refuse_server_tools:
+        raise UnsupportedParameter(f"The server tool '{dropped[0]}' runs on Anthropic's side, not on Ollama "
+                                   "(anthropic.server_tools = \"refuse\").", param="tools")
     choice = obj(body, "tool_choice")
     forced, one_call, tools = _tool_choice(choice, tools, dropped)
     ollama: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
