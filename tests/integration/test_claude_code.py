@@ -22,14 +22,17 @@ pytestmark = pytest.mark.skipif(not CLAUDE.exists(), reason="the Claude Code CLI
 KEY = new_key()
 
 
-def claude_env(url: str, home: Path) -> dict[str, str]:
-    """What a user sets (docs/agents.md), plus a throwaway home and no traffic but the proxy's."""
+def claude_env(url: str, home: Path, model: str) -> dict[str, str]:
+    """What a user sets (docs/agents.md's snippet), plus a throwaway home."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
         "ANTHROPIC_BASE_URL": url,
         "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
@@ -37,12 +40,13 @@ def claude_env(url: str, home: Path) -> dict[str, str]:
     }
 
 
-async def run_claude(url: str, tmp: Path, prompt: str, model: str) -> tuple[int, str, str]:
+async def run_claude(url: str, tmp: Path, prompt: str, model: str, *, flag: bool) -> tuple[int, str, str]:
+    """``claude -p``, the model named by ``--model`` (``flag``) or by ``ANTHROPIC_MODEL``."""
     work = tmp / "work"
     work.mkdir()
     process = await asyncio.create_subprocess_exec(
-        str(CLAUDE), "-p", prompt, "--model", model, "--allowedTools", "Write,Bash",
-        cwd=work, env=claude_env(url, tmp / "home"), stdin=asyncio.subprocess.DEVNULL,
+        str(CLAUDE), "-p", prompt, *(("--model", model) if flag else ()), "--allowedTools", "Write,Bash",
+        cwd=work, env=claude_env(url, tmp / "home", model), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(process.communicate(), 120)
@@ -69,7 +73,7 @@ async def test_claude_p_writes_a_file_through_the_proxy(app_factory: AppFactory,
               tool_calls=[ToolCall("Write", {"file_path": str(target), "content": "hello from ollama\n"})]),
         Reply(content="I created hello.txt.", thinking="It worked." if thinking else None),
     )
-    status, out, err = await run_claude(url, tmp_path, "Create hello.txt saying hello", "qwen3:8b")
+    status, out, err = await run_claude(url, tmp_path, "Create hello.txt saying hello", "qwen3:8b", flag=thinking)
     assert status == 0, (out, err)
     assert target.read_text() == "hello from ollama\n"
     assert "I created hello.txt." in out
