@@ -173,7 +173,8 @@ class Pinger:
         if now - self._last >= self._interval and (self._task is None or self._task.done()):
             self._last = now
             self._task = self._loop.create_task(self._ping())
-        self._handle = self._loop.call_at(self._last + self._interval, self._check)
+        when = self._last + self._interval
+        self._handle = self._loop.call_at(when if when > now else now + self._interval, self._check)
 
     async def _ping(self) -> None:
         if self._closed:

@@ -290,3 +290,20 @@ async def test_server_tools_refused_when_configured(app_factory: AppFactory, fak
             await c.messages.create(model="llama3.2", max_tokens=50, messages=USER, tools=[
                 TOOL, {"type": "bash_20250124", "name": "bash"}])
     assert "bash" in refused.value.message and chats(fake_ollama) == []
+
+
+async def test_limits_hold_images_and_tool_results(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    url, _ = await app_factory({"limits": {"max_images": 1, "max_image_bytes": 6, "max_message_chars": 10}})
+    image: Any = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "aGVsbG8="}}
+    big: Any = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "aGVsbG8gd29ybGQ="}}
+    result: Any = [{"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                      "input": {}}]},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                                 "content": "x" * 11}]}]
+    async with sdk(url) as c:
+        await c.messages.create(model="llama3.2", max_tokens=5, messages=[{"role": "user", "content": [image]}])
+        for messages in ([{"role": "user", "content": [image, image]}], [{"role": "user", "content": [big]}],
+                         [*USER, *result]):
+            with pytest.raises(anthropic.BadRequestError):
+                await c.messages.create(model="llama3.2", max_tokens=5, messages=messages)
+    assert len(chats(fake_ollama)) == 1

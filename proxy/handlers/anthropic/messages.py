@@ -53,13 +53,20 @@ def add_anthropic_routes(app: web.Application) -> None:
 
 async def _translated(request: web.Request, body: dict[str, Any]) -> tuple[MessagesRequest, Signer, dict[str, Any]]:
     """The request checked against ``[limits]`` and translated; Ollama's body with defaults."""
-    # The model is read here, once: where a ``claude-*`` alias is mapped to an Ollama model.
+    if "model" in body:
+        body["model"] = _ollama_model(request, body["model"])
     limits = request.app[VALIDATOR].check(body)
     signer = Signer(request.app[SIGNING_SECRET], caller(request).key_id)
     refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
     messages = from_anthropic(body, signer, refuse_server_tools=refuse)
     await check_ollama_extras(request, messages.body, limits)
     return messages, signer, with_defaults(messages.body, limits)
+
+
+def _ollama_model(request: web.Request, model: Any) -> Any:
+    """The Ollama model a Messages body names: the one place its ``model`` is read, where a
+    ``claude-*`` alias is to be mapped (model aliases, issue 19); as sent until then."""
+    return model
 
 
 def _headers(request: web.Request, messages: MessagesRequest) -> dict[str, str]:
