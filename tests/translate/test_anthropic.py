@@ -133,6 +133,14 @@ def test_tool_use_and_results_string_blocks_and_errors() -> None:
     assert unknown.value.param == "messages[2].content[0].tool_use_id"
 
 
+def test_tool_results_with_tool_references_and_search_results() -> None:
+    blocks = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+        {"type": "tool_reference", "tool_name": "NotebookEdit"},
+        {"type": "search_result", "title": "Docs", "source": "https://x", "content": [{"type": "text", "text": "Hi"}]}]}
+    tool = translate(messages=_turns(blocks)).body["messages"][2]
+    assert tool["content"] == "Tool available: NotebookEdit\nDocs — https://x\nHi"
+
+
 def test_thinking_blocks_come_back_from_text_or_signature() -> None:
     def assistant(block: dict[str, Any]) -> dict[str, Any]:
         messages = [*USER, {"role": "assistant", "content": [block, {"type": "text", "text": "Hi."}]}, *USER]

@@ -251,6 +251,8 @@ def _user(content: Any, param: str, names: dict[str, str]) -> list[dict[str, Any
             images.append(_image(block, at))
         elif kind == "document":
             texts.append(_document(block, at))
+        elif kind == "search_result":
+            texts.append(_search_result(block, at))
         else:
             raise _unknown_block(kind, at, "user")
     if texts or images or not out:
@@ -282,6 +284,11 @@ def _tool_result(block: dict[str, Any], at: str, names: dict[str, str]) -> dict[
                 images.append(_image(part, part_at))
             elif kind == "document":
                 texts.append(_document(part, part_at))
+            elif kind == "tool_reference":  # a tool search's find: every tool is offered already
+                name = part.get("tool_name") or part.get("name")
+                texts.append(f"Tool available: {name}" if isinstance(name, str) else "")
+            elif kind == "search_result":
+                texts.append(_search_result(part, part_at))
             else:
                 raise _unknown_block(kind, part_at, "tool_result")
     text = "\n".join(texts)
@@ -336,10 +343,17 @@ def _assistant(content: Any, param: str, names: dict[str, str], signer: Signer) 
 def _unknown_block(kind: Any, at: str, where: str) -> InvalidRequest:
     if kind in ("server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
                 "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "mcp_tool_use",
-                "mcp_tool_result", "container_upload", "search_result", "tool_search_tool_result"):
+                "mcp_tool_result", "container_upload", "tool_search_tool_result"):
         return UnsupportedParameter(f"Content blocks of type '{kind}' come from Anthropic's server tools, "
                                     "which Ollama does not run.", param=f"{at}.type")
     return InvalidRequest(f"'{at}.type' is not a content block type a {where} message may hold.", param=f"{at}.type")
+
+
+def _search_result(block: dict[str, Any], at: str) -> str:
+    """A search result a client tool returned: its title, source and text blocks, as text."""
+    head = " — ".join(v for v in (block.get("title"), block.get("source")) if isinstance(v, str) and v)
+    body = _text_of(block.get("content") or [], f"{at}.content")
+    return f"{head}\n{body}" if head else body
 
 
 def _image(block: dict[str, Any], at: str) -> str:
