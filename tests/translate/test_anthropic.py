@@ -445,8 +445,15 @@ def test_fast_path_frames_equal_the_parsed_ones() -> None:
     slow = new_stream(ctx(), AnswerShape())
     frames_for_read(fast, line("a"))
     frames_for_read(slow, line("a"))
-    assert frames_for_read(fast, line("plain text")) == frames_for_read(slow, line("plain text").replace(
-        b'"created_at"', b'"created_at" '))  # the space defeats the byte match: the dict path
+    for text in ("plain text", "ünï ✓"):
+        # a space after "{" defeats the byte match: the same line through the dict path
+        assert frames_for_read(fast, line(text)) == frames_for_read(slow, b"{ " + line(text)[1:])
+    fast_thinking, slow_thinking = new_stream(ctx(), AnswerShape()), new_stream(ctx(), AnswerShape())
+    frames_for_read(fast_thinking, line("", thinking="a"))
+    frames_for_read(slow_thinking, line("", thinking="a"))
+    assert frames_for_read(fast_thinking, line("", thinking="more")) == frames_for_read(
+        slow_thinking, b"{ " + line("", thinking="more")[1:])
+    assert fast_thinking.thinking == slow_thinking.thinking == ["a", "more"]
 
 
 # ---- errors and models -----------------------------------------------------------------------------
