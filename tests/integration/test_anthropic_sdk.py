@@ -307,3 +307,18 @@ async def test_limits_hold_images_and_tool_results(app_factory: AppFactory, fake
             with pytest.raises(anthropic.BadRequestError):
                 await c.messages.create(model="llama3.2", max_tokens=5, messages=messages)
     assert len(chats(fake_ollama)) == 1
+
+
+async def test_a_browser_may_call_the_messages_api(app_factory: AppFactory) -> None:
+    url, _ = await app_factory({"cors": {"origins": ["https://app.example"]}})
+    wanted = "anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access, x-api-key, content-type"
+    async with aiohttp.ClientSession() as http:
+        async with http.options(url + "/v1/messages", headers={
+                "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": wanted}) as preflight:
+            allowed = {h.strip() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+        async with http.post(url + "/v1/messages", json={"model": "llama3.2", "max_tokens": 5, "messages": USER},
+                             headers={"Origin": "https://app.example", "anthropic-version": "2023-06-01"}) as answer:
+            exposed = answer.headers["Access-Control-Expose-Headers"]
+    assert preflight.status == 204 and allowed == {h.strip() for h in wanted.split(",")}
+    assert answer.status == 200 and "request-id" in exposed
