@@ -322,3 +322,12 @@ async def test_a_browser_may_call_the_messages_api(app_factory: AppFactory) -> N
             exposed = answer.headers["Access-Control-Expose-Headers"]
     assert preflight.status == 204 and allowed == {h.strip() for h in wanted.split(",")}
     assert answer.status == 200 and "request-id" in exposed
+
+
+async def test_thinking_asked_of_a_model_that_cannot_think_is_left_out(client: anthropic.AsyncAnthropic,
+                                                                       fake_ollama: FakeOllama) -> None:
+    message = await client.messages.create(model="llama3.2", max_tokens=50, messages=USER,
+                                           thinking={"type": "adaptive"}, output_config={"effort": "high"})
+    assert message.content[0].type == "text"  # Ollama would have refused think with a 400
+    await client.messages.create(model="qwen3:8b", max_tokens=50, messages=USER, thinking={"type": "adaptive"})
+    assert [body.get("think") for body in chats(fake_ollama)] == [None, True]

@@ -3,12 +3,13 @@ answer or stream, exactly as chat completions do (admission, accounting, the str
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from aiohttp import web
 
-from ...appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ...appkeys import ADMISSION, CATALOG, CLIENT, CONFIG, VALIDATOR
 from ...caller import caller
 from ...errors import UpstreamError
 from ...inbound import expect_guard
@@ -40,6 +41,8 @@ from ..common import (
 
 __all__ = ["DROPPED_TOOLS_HEADER", "SIGNING_SECRET", "add_anthropic_routes", "count_tokens", "create_message"]
 
+log = logging.getLogger("proxy.anthropic")
+
 # The key thinking signatures are made with (translate/anthropic/signature.py): one per process.
 SIGNING_SECRET = web.AppKey("anthropic_signing_secret", bytes)
 DROPPED_TOOLS_HEADER = "X-Ollama-Proxy-Dropped-Tools"
@@ -60,7 +63,20 @@ async def _translated(request: web.Request, body: dict[str, Any]) -> tuple[Messa
     refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
     messages = from_anthropic(body, signer, refuse_server_tools=refuse)
     await check_ollama_extras(request, messages.body, limits)
-    return messages, signer, with_defaults(messages.body, limits)
+    return messages, signer, with_defaults(await _thinking_if_able(request, messages.body), limits)
+
+
+async def _thinking_if_able(request: web.Request, ollama: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's body without ``think`` for a model that cannot think: Ollama refuses ``think``
+    there with a 400, while an Anthropic client (Claude Code asks for adaptive thinking on every
+    request) means "think if you can" — so it is relaxed, as Ollama's own Anthropic layer does."""
+    if not ollama.get("think"):
+        return ollama
+    capabilities = await request.app[CATALOG].capabilities(ollama["model"])
+    if capabilities is None or "thinking" in capabilities:
+        return ollama
+    log.debug("%s cannot think: the request's thinking is left out", ollama["model"])
+    return {key: value for key, value in ollama.items() if key != "think"}
 
 
 def _ollama_model(request: web.Request, model: Any) -> Any:
