@@ -331,3 +331,22 @@ async def test_thinking_asked_of_a_model_that_cannot_think_is_left_out(client: a
     assert message.content[0].type == "text"  # Ollama would have refused think with a 400
     await client.messages.create(model="qwen3:8b", max_tokens=50, messages=USER, thinking={"type": "adaptive"})
     assert [body.get("think") for body in chats(fake_ollama)] == [None, True]
+
+
+async def test_metrics_and_the_access_record_count_messages(app_factory: AppFactory, fake_ollama: FakeOllama,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from tests.integration.test_metrics import scrape, total
+
+    url, _ = await app_factory({"log": {"access": True, "format": "json"}})
+    fake_ollama.push(Reply(prompt_eval_count=5, eval_count=3))
+    with caplog.at_level("INFO", logger="proxy.access"):
+        async with sdk(url) as c:
+            async with c.messages.stream(model="llama3.2", max_tokens=50, messages=USER,
+                                         metadata={"user_id": "dev-42"}) as stream:
+                await stream.get_final_message()
+            await c.messages.count_tokens(model="llama3.2", messages=USER)
+    samples = await scrape(url)
+    assert total(samples, "requests_total", endpoint="messages", status_code="200") == 1
+    assert total(samples, "requests_total", endpoint="messages.count_tokens", status_code="200") == 1
+    records = [r for r in caplog.records if r.name == "proxy.access" and getattr(r, "endpoint", "") == "messages"]
+    assert records and records[0].user == "dev-42" and records[0].completion_tokens == 3  # type: ignore[attr-defined]
