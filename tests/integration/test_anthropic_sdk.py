@@ -87,6 +87,7 @@ async def test_stream_text_and_the_event_order_on_the_wire(url: str, client: ant
             headers={"anthropic-version": "2023-06-01", "x-api-key": "k"}) as response:
         raw = (await response.read()).decode()
         assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["request-id"] == response.headers["X-Request-Id"]
     names = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
     deltas = names.count("content_block_delta")
     assert names == ["message_start", "ping", "content_block_start", *["content_block_delta"] * deltas,
