@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.errors import (
     InvalidRequest,
@@ -489,3 +491,19 @@ def test_model_list_in_anthropics_shape() -> None:
     assert listed == {"data": [{"type": "model", "id": "llama3.2:latest", "display_name": "llama3.2:latest",
                                 "created_at": "1970-01-01T00:00:00Z"}],
                       "has_more": False, "first_id": "llama3.2:latest", "last_id": "llama3.2:latest"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(st.tuples(st.booleans(), st.text(min_size=1, max_size=6)), min_size=1, max_size=12),
+       cut=st.integers(min_value=1, max_value=40), stops=st.sampled_from([(), ("zz",), ("a\n", "✓")]))
+def test_any_read_boundaries_and_text_give_the_same_events(pieces: list[tuple[bool, str]], cut: int,
+                                                           stops: tuple[str, ...]) -> None:
+    lines = [line("", thinking=text) if thinking else line(text) for thinking, text in pieces] + [final()]
+    shape = AnswerShape(stop_sequences=stops)
+    whole = stream(lines, shape)
+    assert stream(lines, shape, split=cut) == whole
+    sent = "".join(p["delta"]["text"] for n, p in whole if n == "content_block_delta" and "text" in p["delta"])
+    text = "".join(t for thinking, t in pieces if not thinking)
+    matched = whole[-2][1]["delta"]["stop_sequence"]
+    assert sent == (text[: min(text.find(s) for s in stops if s in text)] if matched else text)
+    assert [n for n, _ in whole][:2] == ["message_start", "ping"] and whole[-1][0] == "message_stop"
