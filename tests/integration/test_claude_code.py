@@ -1,5 +1,5 @@
 """The real Claude Code CLI (pinned in tests/agents) runs a task through the proxy: the scripted
-stand-in model calls Claude Code's own Write tool, Claude Code writes the file and sends the
+stand-in model calls Claude Code's own Write or Bash tool, Claude Code makes the file and sends the
 result back, and the model's final text ends the run with exit status 0. With an API key, the
 store on, and a plain as well as a thinking model (whose reasoning must come back to Ollama in
 the second turn, carried by the thinking block's signature)."""
@@ -68,9 +68,11 @@ async def test_claude_p_writes_a_file_through_the_proxy(app_factory: AppFactory,
                                 "store": {"enabled": True, "url": "sqlite://"}})
     target = tmp_path / "work" / "hello.txt"
     reasoning = "The user wants a file; the Write tool makes it." if thinking else None
+    # Claude Code's own tools: Write for the plain model, Bash for the thinking one
+    call = (ToolCall("Bash", {"command": f"echo 'hello from ollama' > {target}", "description": "Write the file"})
+            if thinking else ToolCall("Write", {"file_path": str(target), "content": "hello from ollama\n"}))
     fake_ollama.push(
-        Reply(content="", thinking=reasoning,
-              tool_calls=[ToolCall("Write", {"file_path": str(target), "content": "hello from ollama\n"})]),
+        Reply(content="", thinking=reasoning, tool_calls=[call]),
         Reply(content="I created hello.txt.", thinking="It worked." if thinking else None),
     )
     model = "qwen3:8b" if thinking else "llama3.2"  # a model that can think, and one that cannot
@@ -86,8 +88,8 @@ async def test_claude_p_writes_a_file_through_the_proxy(app_factory: AppFactory,
     assert first["options"]["num_predict"] == 32000
     assert not any(m["content"].startswith("x-anthropic-billing-header") for m in first["messages"])
     tool_turn = next(m for m in second["messages"] if m["role"] == "tool")
-    assert tool_turn["tool_name"] == "Write" and "hello.txt" in tool_turn["content"]
+    assert tool_turn["tool_name"] == call.name and (thinking or "hello.txt" in tool_turn["content"])
     assistant = next(m for m in second["messages"] if m["role"] == "assistant")
-    assert assistant["tool_calls"][0]["function"]["arguments"]["file_path"] == str(target)
+    assert assistant["tool_calls"][0]["function"] == {"name": call.name, "arguments": call.arguments}
     # Claude Code asks for thinking with display "omitted": the text came back in the signature.
     assert assistant.get("thinking") == reasoning
