@@ -191,6 +191,7 @@ def test_tool_choice() -> None:
     assert named.forced is not None and named.forced.named and named.forced.names == ("get_time",)
     assert named.body["format"] == TOOL["input_schema"] and "tools" not in named.body
     assert named.body["messages"][0]["role"] == "system" and "get_time" in named.body["messages"][0]["content"]
+    assert translate(tools=[TOOL], tool_choice={"type": "any"}, stop_sequences=["}"]).stop_sequences == ()
     anyof = translate(tools=[TOOL, other], tool_choice={"type": "any"})
     assert anyof.forced is not None and not anyof.forced.named and "anyOf" in anyof.body["format"]
     for choice, param in (({"type": "tool", "name": "nope"}, "tool_choice.name"), ({"type": "any"}, "tool_choice"),

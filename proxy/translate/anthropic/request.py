@@ -111,8 +111,8 @@ def from_anthropic(body: dict[str, Any], signer: Signer, *, refuse_server_tools:
     ollama["options"] = options
     metadata = obj(body, "metadata")
     user_id = string(metadata, "user_id", "metadata.user_id") if metadata else None
-    return MessagesRequest(ollama, model, stream, max_tokens, forced, one_call, _stops(body), show,
-                           tuple(dropped), user_id)
+    stops = _stops(body) if forced is None else ()  # a forced call is JSON a stop sequence must not cut
+    return MessagesRequest(ollama, model, stream, max_tokens, forced, one_call, stops, show, tuple(dropped), user_id)
 
 
 def _stops(body: dict[str, Any]) -> tuple[str, ...]:
