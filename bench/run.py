@@ -43,7 +43,7 @@ LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "pro
          "metrics": "proxy+metrics", "keys": "keys+limits", "proxy_store": "proxy+store"}
 # The proxy again with [metrics] on (the "proxy" column runs with them off): what metrics cost;
 # and with one API key (rpm and tpm set, never reached) on the memory limiter, called with that
-# key: the cost of auth + rate limiting (README "Access").
+# key: the cost of auth + rate limiting (docs/access.md).
 PROXIES = ("proxy", "metrics", "keys")
 API = {"keys": "openai-key"}
 ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "msg_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",

@@ -34,6 +34,7 @@ from .handlers.stored import (
 from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, expect_guard, server_settings
 from .middleware import error_middleware
+from .models import MODELS, ModelTable, alias_not_found
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pool import Pool, expose_upstream, session_affinity
@@ -51,7 +52,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         # access_guard (Origin, Host, key, content type) before any body is read; meter (the
         # key's models and rate limits) once the body guard has read it.
-        middlewares=[error_middleware, access_guard, body_guard, meter],
+        # alias_not_found words Ollama's 404 for an alias's missing target (proxy/models).
+        middlewares=[error_middleware, access_guard, body_guard, meter, alias_not_found],
         client_max_size=config.limits.max_body_bytes,
         # Header limits and the keep-alive/header deadline reach every runner this way.
         handler_args=server_settings(config.server),
@@ -59,12 +61,14 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
+    app[MODELS] = ModelTable(config.models)  # [models.aliases] and [models.defaults]; SIGHUP swaps them
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     app.cleanup_ctx.append(access_ctx)
     app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)
     if config.routing.expose_upstream:
-        app.on_response_prepare.append(expose_upstream)  # X-Upstream, also on a stream's headers
+        # X-Upstream, also on a stream's headers: configured server names only, never an address
+        app.on_response_prepare.append(expose_upstream(config))
     if config.routing.sticky:
         app.middlewares.append(session_affinity)  # X-Session-Id for the pool's stickiness
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it

@@ -41,8 +41,22 @@ def describe(config: Config, source: str | None = None) -> str:
     if config.admission.models:
         lines += _table("admission.models", {_value(k): v for k, v in config.admission.models.items()})
     lines += _table("upstream.timeouts", _fields(config.upstream.timeouts))
+    lines += _models(config)
     lines += _pool(config)
     return "\n".join(lines)
+
+
+def _models(config: Config) -> list[str]:
+    """``[models.aliases]`` and each ``[models.defaults]`` table, when there are any."""
+    lines = []
+    if config.models.aliases:
+        lines.append("# exact names over globs, then the first glob that matches")
+        lines += _table("models.aliases", {_value(k): v for k, v in config.models.aliases.items()})
+    for pattern, defaults in config.models.defaults.items():
+        values = {f"options.{k}": v for k, v in defaults.options.items()}
+        values.update({k: v for k, v in _fields(defaults, skip="options").items() if v is not None})
+        lines += _table(f"models.defaults.{_value(pattern)}", values)
+    return lines
 
 
 def _pool(config: Config) -> list[str]:

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .durations import parse_duration
+from .modelglob import canonical
+
 __all__ = [
     "AdmissionConfig",
     "AnthropicConfig",
@@ -34,6 +37,7 @@ __all__ = [
     "LimitsConfig",
     "LogConfig",
     "MetricsConfig",
+    "ModelDefaults",
     "ModelLimits",
     "ModelRateLimits",
     "ModelsConfig",
@@ -47,6 +51,7 @@ __all__ = [
     "TracingConfig",
     "UpstreamConfig",
     "UpstreamServer",
+    "check_defaults_within_limits",
     "load_config",
     "pool_servers",
     "store_relative_to",
@@ -246,7 +251,7 @@ class ResponseConfig:
     # ChatDeepSeek; Python's ChatOpenAI reads neither) and the Vercel AI SDK read
     # "reasoning_content" (DeepSeek/vLLM's name), pydantic-ai and Ollama's own /v1 clients
     # "reasoning"; each reader takes one of the two, never both, so sending both shows the
-    # thinking to all of them once (README: "Thinking").
+    # thinking to all of them once (docs/chat.md, "Thinking").
     reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
 
 
@@ -288,12 +293,56 @@ class HealthConfig:
     timeout: float = checked(2.0, _positive, "> 0")
 
 
+# A model name or alias the proxy sends on to Ollama: no control characters (NUL above all).
+_MODEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+OptionValue = int | float | str | bool | tuple[int | float | str, ...]
+
+
+def _model_names(table: dict[str, str]) -> bool:
+    return all(_MODEL_NAME.fullmatch(k) and k == k.strip() and _MODEL_NAME.fullmatch(v) and v == v.strip()
+               and not set(v) & set("*?[") for k, v in table.items())
+
+
+def _num_ctx_default(value: Any) -> bool:
+    return value is None or value == "max" or (type(value) is int and value > 0)
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """``[models.defaults."<glob>"]``: what the proxy adds to Ollama's request when the client did
+    not send it (``proxy/models/defaults.py``). Every matching table applies, in file order."""
+
+    options: dict[str, OptionValue] = field(default_factory=dict, metadata={
+        "check": lambda v: _num_ctx_default(v.get("num_ctx")),
+        "why": 'a table of Ollama options (num_ctx: a positive integer or "max")'})
+    keep_alive: float | str | None = checked(None, lambda v: v is None or parse_duration(v) is not None,
+                                             'seconds or a duration like "30m"')
+    think: bool | Literal["low", "medium", "high"] | None = None
+    max_tokens: int | None = checked(None, lambda v: v is None or v > 0, "> 0")
+    system: str | None = checked(None, lambda v: v is None or "\x00" not in v, "text without NUL")
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
-    """``/v1/models``: how model details are fetched from ``/api/show``."""
+    """``/v1/models``: how model details are fetched from ``/api/show``; and the operator's model
+    names: ``aliases`` (``"<name or glob>" = "<ollama model>"``) and per-model ``defaults``."""
 
     show_concurrency: int = checked(8, lambda v: 1 <= v <= 256, "between 1 and 256")
     show_timeout: float = checked(10.0, _positive, "> 0")
+    aliases: dict[str, str] = field(default_factory=dict, metadata={
+        "check": _model_names,
+        "why": "a table of model names (no control characters; a target is one model, not a glob)"})
+    defaults: dict[str, ModelDefaults] = field(default_factory=dict, metadata={
+        "check": lambda v: all(_MODEL_NAME.fullmatch(k) for k in v), "why": "a table of model globs"})
+
+    def __post_init__(self) -> None:
+        # No alias of an alias: a target naming another exact alias would be a chain.
+        exact = {canonical(k): k for k in self.aliases if set(k).isdisjoint("*?[")}
+        for name, target in self.aliases.items():
+            other = exact.get(canonical(target))
+            if other is not None and other != name:
+                raise ConfigError(f'models.aliases."{name}": its target {target!r} is itself an alias '
+                                  f'(models.aliases."{other}"); aliases do not chain')
 
 
 PASSTHROUGH_PATHS = (
@@ -346,7 +395,9 @@ class RoutingConfig:
     sticky: bool = False  # conversation prefix / X-Session-Id go back to their last server
     sticky_max_entries: int = checked(10_000, _positive, "> 0")
     sticky_idle_ttl: float = checked(600.0, _positive, "> 0")
-    expose_upstream: bool = True  # the X-Upstream header on every answer
+    # The X-Upstream header: the configured name of the server that answered. Off by default,
+    # and never a server's address: a server without a `name` is not named.
+    expose_upstream: bool = False
     max_failovers: int = checked(2, lambda v: 0 <= v <= 10, "between 0 and 10")
     discovery_interval: float = checked(5.0, _positive, "> 0")  # /api/tags + /api/ps per server
     discovery_timeout: float = checked(5.0, _positive, "> 0")
@@ -528,9 +579,10 @@ def _origins(values: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class CorsConfig:
-    """Browsers: which web origins may call the proxy (``proxy/access/cors.py``). Default none."""
+    """Browsers: which web origins may call the proxy (``proxy/access/cors.py``). Default
+    ``["local"]``: Ollama's own list (localhost, 127.0.0.1, 0.0.0.0 pages, app:// and the like)."""
 
-    origins: tuple[str, ...] = checked((), _origins,
+    origins: tuple[str, ...] = checked(("local",), _origins,
                                        'origins like "https://app.example", "http://localhost:*", "local" or "*"')
     allow_credentials: bool = False
     max_age: int = checked(600, lambda v: 0 <= v <= 86400, "between 0 and 86400 seconds")
@@ -563,6 +615,58 @@ class Config:
     auth: AuthConfig = AuthConfig()
     ratelimit: RatelimitConfig = RatelimitConfig()
     cors: CorsConfig = CorsConfig()
+
+    def __post_init__(self) -> None:
+        check_defaults_within_limits(self.models, self.limits)
+
+
+def check_defaults_within_limits(models: ModelsConfig, limits: LimitsConfig) -> None:
+    """A default beyond a ``[limits]`` bound is a mistake, named with both keys: the bound of
+    ``[limits]`` and of a ``[limits.models]`` table with the same pattern (a table for other
+    patterns bounds the default per request instead, see ``proxy/models/defaults.py``)."""
+    for pattern, d in models.defaults.items():
+        where = f'models.defaults."{pattern}"'
+        same = limits.models.get(pattern)
+        tables: list[tuple[str, LimitsConfig | ModelLimits]] = [("limits", limits)]
+        if same is not None:
+            tables.append((f'limits.models."{pattern}"', same))
+        for source, table in tables:
+            for key, value, bound in _default_bounds(d, table):
+                if bound is None or value is None:
+                    continue
+                low, high = bound if isinstance(bound, tuple) else (None, bound)
+                if (high and value > high) or (low is not None and value < low):
+                    limit_key = _LIMIT_OF[key]
+                    raise ConfigError(f"{where}.{key}: {value!r} is beyond {source}.{limit_key} ({_shown(bound)})")
+
+
+_LIMIT_OF = {"options.num_ctx": "max_num_ctx", "keep_alive": "max_keep_alive", "max_tokens": "max_tokens",
+             "options.num_predict": "max_tokens", "options.temperature": "temperature", "options.top_p": "top_p",
+             "options.frequency_penalty": "frequency_penalty", "options.presence_penalty": "presence_penalty"}
+
+
+def _default_bounds(d: ModelDefaults, table: LimitsConfig | ModelLimits) -> list[tuple[str, Any, Any]]:
+    """(key, the default's value, the table's bound) for each bounded default."""
+    options = d.options
+    num_ctx = options.get("num_ctx")
+    keep_alive = parse_duration(d.keep_alive) if d.keep_alive is not None else None
+    rows: list[tuple[str, Any, Any]] = [
+        ("options.num_ctx", num_ctx if isinstance(num_ctx, int) else None, table.max_num_ctx),
+        ("keep_alive", keep_alive, table.max_keep_alive if table.max_keep_alive is not None else None),
+        ("max_tokens", d.max_tokens, table.max_tokens),
+        ("options.num_predict", _number(options.get("num_predict")), table.max_tokens),
+    ]
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        rows.append((f"options.{name}", _number(options.get(name)), getattr(table, name)))
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _shown(bound: Any) -> str:
+    return f"[{bound[0]:g}, {bound[1]:g}]" if isinstance(bound, tuple) else f"{bound:g}"
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

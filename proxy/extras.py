@@ -19,9 +19,9 @@ limits in force for its model, all declared in ``[limits]`` with per-model overr
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
+from .durations import parse_duration
 from .errors import InvalidRequest
 from .validate import Limits
 
@@ -30,29 +30,6 @@ __all__ = ["OLLAMA_DEFAULT_NUM_CTX", "check_extras", "needs_context_length", "pa
 # Ollama's default context size (envconfig OLLAMA_CONTEXT_LENGTH): a client asking no more
 # than this asks for nothing the server would not do anyway.
 OLLAMA_DEFAULT_NUM_CTX = 4096
-
-# Go's time.ParseDuration, which Ollama's api.Duration uses for strings ("5m", "1h30m", "-1s").
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
-
-
-def parse_duration(value: Any) -> float | None:
-    """``keep_alive`` in seconds as Ollama reads it: a number is seconds, a string a Go
-    duration; anything negative is "forever" (``math.inf``). ``None`` when Ollama would refuse it."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return math.inf if value < 0 else float(value)
-    if not isinstance(value, str):
-        return None
-    if value in ("0", "+0", "-0"):
-        return 0.0
-    if not _DURATION.fullmatch(value):
-        return None
-    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value))
-    return math.inf if value.startswith("-") and seconds > 0 else seconds
-
 
 def needs_context_length(body: dict[str, Any], limits: Limits) -> bool:
     """Whether checking ``num_ctx`` needs the model's context length (an ``/api/show`` look-up)."""

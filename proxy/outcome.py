@@ -26,7 +26,8 @@ from .errors import ProxyError
 from .pool import SERVED_BY
 
 __all__ = [
-    "CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "REQUEST_OUTCOMES", "Accounting", "Listener", "Outcome",
+    "CLIENT_CLOSED", "OUTCOME", "OUTCOME_LISTENERS", "REQUESTED_MODEL", "REQUEST_OUTCOMES", "Accounting",
+    "Listener", "Outcome",
     "account", "ollama_timings",
 ]
 
@@ -44,9 +45,10 @@ class Outcome:
     """One request to Ollama, from admission to its end."""
 
     endpoint: str  # "chat.completions", "completions", "embeddings", "responses", "passthrough"
-    model: str
+    model: str  # the Ollama model that served it
     key_id: str
     stream: bool = False
+    requested: str = ""  # the model the client asked for ([models.aliases]); "" = the same as model
     started: float = field(default_factory=time.monotonic)
     first_byte: float | None = None  # monotonic time the first answer byte was written
     ended: float | None = None
@@ -56,6 +58,11 @@ class Outcome:
     completion_tokens: int = 0  # Ollama's count; for a cut-short stream, the lines relayed
     final: dict[str, Any] | None = None  # Ollama's final line (the first, for n > 1): its durations
     extra: dict[str, Any] = field(default_factory=dict)  # what one listener hands another
+
+    @property
+    def requested_model(self) -> str:
+        """The model the client asked for: an alias's name, else the served model."""
+        return self.requested or self.model
 
     @property
     def duration(self) -> float:
@@ -85,6 +92,8 @@ Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
 # The request's outcome, for middlewares that run around the handler (metrics, access log).
 OUTCOME = web.RequestKey("outcome", Outcome)
+# The model name the client sent, set by ``proxy.models.resolve_model`` (an alias's own name).
+REQUESTED_MODEL = web.RequestKey("requested_model", str)
 # Set by a gate that wants every outcome of one client request (the rate limiter settles a
 # request's token reservation against the sum of its outcomes); absent otherwise.
 REQUEST_OUTCOMES = web.RequestKey("request_outcomes", list[Outcome])
@@ -133,7 +142,9 @@ class Accounting:
 
 def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
     """The accounting context for one request to Ollama for ``model``."""
-    outcome = Outcome(endpoint, model, caller(request).key_id, stream)
+    requested = request.get(REQUESTED_MODEL)
+    outcome = Outcome(endpoint, model, caller(request).key_id, stream,
+                      requested if requested is not None and requested != model else "")
     request[OUTCOME] = outcome
     collected = request.get(REQUEST_OUTCOMES)
     if collected is not None:

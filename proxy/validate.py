@@ -384,36 +384,47 @@ class Validator:
                 f"(limits.max_json_depth).", param=_deep_param(raw, depth, max_depth), code="json_too_deep")
 
     # -- stage 2: the parsed body
-    def check_model(self, model: Any) -> None:
-        """The model gates: not allowed → 404 (its existence is not revealed), denied → 403."""
+    def check_model(self, model: Any, requested: str | None = None) -> None:
+        """The model gates: not allowed → 404 (its existence is not revealed), denied → 403.
+
+        ``requested`` is the name the client sent when ``model`` is an alias's target: either
+        name may be allowed, and either name denied refuses it (a deny always wins).
+        """
         if not isinstance(model, str):
             return  # the translation refuses a missing or mistyped model
-        if not self.allow_any and model not in self.allowed:
-            raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.",
+        names = (model,) if requested is None or requested == model else (requested, model)
+        if not self.allow_any and not any(n in self.allowed for n in names):
+            raise ModelNotFound(f"The model `{names[0]}` does not exist or you do not have access to it.",
                                 param="model")
-        if model in self.denied:
-            raise PermissionDenied(f"The model `{model}` is not available through this proxy.",
+        if self.denied and any(n in self.denied for n in names):
+            raise PermissionDenied(f"The model `{names[0]}` is not available through this proxy.",
                                    param="model", code="model_not_allowed")
 
-    def allows(self, model: str) -> bool:
-        """Whether ``model`` passes the gates (for listing models)."""
-        return (self.allow_any or model in self.allowed) and model not in self.denied
+    def allows(self, model: str, requested: str | None = None) -> bool:
+        """Whether ``model`` (asked for as ``requested``) passes the gates (for listing models)."""
+        names = (model,) if requested is None or requested == model else (requested, model)
+        return (self.allow_any or any(n in self.allowed for n in names)) and not any(n in self.denied for n in names)
 
-    def limits_for(self, model: Any) -> Limits:
-        """The limits in force for ``model``: ``[limits]`` overlaid by every matching pattern."""
+    def limits_for(self, model: Any, requested: str | None = None) -> Limits:
+        """The limits in force for ``model``: ``[limits]`` overlaid by every matching pattern
+        (of ``model`` or of ``requested``, the alias the client asked for), in file order."""
         if not self.overrides or not isinstance(model, str):
             return self.base
-        cached = self._per_model.get(model)
+        key = model if requested is None or requested == model else f"{model}\x00{requested}"
+        cached = self._per_model.get(key)
         if cached is None:
-            cached = self._merge(model)
+            cached = self._merge(model, requested)
             if len(self._per_model) >= _CACHE_SIZE:
                 self._per_model.clear()
-            self._per_model[model] = cached
+            self._per_model[key] = cached
         return cached
 
-    def _merge(self, model: str) -> Limits:
+    def _merge(self, model: str, requested: str | None) -> Limits:
         values, sources = dict(self.base.values), dict(self.base.sources)
-        for i in self.overrides.matching(model):
+        matching = set(self.overrides.matching(model))
+        if requested is not None and requested != model:
+            matching.update(self.overrides.matching(requested))
+        for i in sorted(matching):
             pattern = self.overrides.patterns[i]
             for name, value in dataclasses.asdict(self.config.models[pattern]).items():
                 if value is not None:
@@ -421,11 +432,15 @@ class Validator:
                     sources[name] = f'limits.models."{pattern}".{name}'
         return Limits(values, sources)
 
-    def check(self, body: dict[str, Any]) -> Limits:
-        """Refuse ``body`` if it breaks a gate or a limit; else the limits in force for it."""
+    def check(self, body: dict[str, Any], requested: str | None = None) -> Limits:
+        """Refuse ``body`` if it breaks a gate or a limit; else the limits in force for it.
+
+        ``requested``: the name the client asked for, when ``body["model"]`` is an alias's
+        target (``proxy.models.resolve_model``); the gates and ``[limits.models]`` see both.
+        """
         model = body.get("model")
-        self.check_model(model)
-        limits = self.limits_for(model)
+        self.check_model(model, requested)
+        limits = self.limits_for(model, requested)
         for steps, rules in self.groups:
             if body.get(steps[0]) is None:
                 continue  # most rows name fields a request leaves out

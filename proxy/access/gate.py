@@ -37,6 +37,7 @@ from ..errors import (
     RateLimitExceeded,
     UnsupportedMediaType,
 )
+from ..models import resolve_model
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
     EXPOSED_HEADERS,
@@ -175,17 +176,21 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     raw = await request.read()  # read once by the body guard: this is its cached copy
     body = _json_object(raw)
-    model = body.get("model") if body is not None else None
-    if body is None or not isinstance(model, str):
+    if body is None or not isinstance(body.get("model"), str):
         return await handler(request)  # the handler refuses the body in its own words
-    if not key.allows(model):
-        raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
+    names = resolve_model(request, body)  # an alias: the key may name it or its target
+    model = names.served
+    if not any(key.allows(name) for name in names.names):
+        raise ModelNotFound(f"The model `{names.requested}` does not exist or you do not have access to it.",
+                            param="model")
     if not policy.metered or not key.limited:
         return await handler(request)
     state = request.app[ACCESS]
     limits = key.limits_for(model)
+    if limits is key.limits and names.requested != model:  # model_limits may name the alias
+        limits = key.limits_for(names.requested)
     prompt = math.ceil(len(raw) / 4)  # OpenAI's rule of thumb: about 4 bytes a token
-    reserved = prompt + (_budget(request, body, model) if policy.completion else 0)
+    reserved = prompt + (_budget(request, body, model, names.defaults.max_tokens) if policy.completion else 0)
     del body
     slot = state.slots.get(key.id)
     if slot is None:
@@ -249,11 +254,15 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 _BUDGET_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-def _budget(request: web.Request, body: dict[str, Any], model: str) -> int:
-    """The answer tokens to reserve: the request's own bound, else the default budget."""
+def _budget(request: web.Request, body: dict[str, Any], model: str, default: int | None = None) -> int:
+    """The answer tokens to reserve: the request's own bound, else the model's default
+    (``[models.defaults]`` ``max_tokens``), else the default budget."""
     budget = next((v for f in _BUDGET_FIELDS if _positive_int(v := body.get(f))), None)
     if budget is None and isinstance(options := body.get("options"), dict):
         budget = options.get("num_predict") if _positive_int(options.get("num_predict")) else None
+    if budget is None and default is not None:
+        limits = request.app[VALIDATOR].limits_for(model)
+        budget = min(default, limits["max_tokens"]) if limits["max_tokens"] else default
     if budget is None:
         limits = request.app[VALIDATOR].limits_for(model)
         budget = limits["default_max_tokens"] or request.app[ACCESS].completion_reserve
@@ -282,10 +291,10 @@ async def decorate(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.extend(rate)
 
 
-def key_allows(request: web.Request, model: str) -> bool:
-    """Whether the request's key may see ``model`` (no key: yes)."""
+def key_allows(request: web.Request, model: str, requested: str | None = None) -> bool:
+    """Whether the request's key may see ``model`` (no key: yes), or see it as ``requested``."""
     key = request.get(KEY)
-    return key is None or key.allows(model)
+    return key is None or key.allows(model) or (requested is not None and key.allows(requested))
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """SIGHUP: take the keys and limits from the config file again, in this process.
 
-Only ``[auth]`` (keys, their limits and models, ``allow_anonymous``) is reloaded; the
+Only ``[auth]`` (keys, their limits and models, ``allow_anonymous``) and the operator's model
+names (``[models] aliases`` and ``defaults``, ``proxy/models/``) are reloaded; the
 connections and requests in flight are untouched (each request keeps the key it found). A
 file that no longer loads leaves everything as it was and says why in the log. Other
 sections, including ``[ratelimit]`` and ``[cors]``, take a restart; a change to them is logged.
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from ..appkeys import CONFIG
 from ..config import ConfigError, load_config
+from ..models import MODELS
 from .gate import ACCESS
 
 __all__ = ["reload_access", "reload_on_sighup"]
@@ -37,7 +39,11 @@ def reload_access(app: web.Application, source: str | None) -> bool:
         if getattr(config, section) != getattr(started, section):
             log.warning("reload: [%s] changed; it takes effect on restart", section)
     app[ACCESS].reload(config)
-    log.info("reloaded %d API key(s) from %s", len(config.auth.keys), source or "the defaults")
+    app[MODELS].reload(config.models)
+    if config.limits != started.limits:  # the defaults were checked against the new limits
+        log.warning("reload: [limits] changed; it takes effect on restart")
+    log.info("reloaded %d API key(s) and %d model alias(es) from %s", len(config.auth.keys),
+             len(config.models.aliases), source or "the defaults")
     return True
 
 

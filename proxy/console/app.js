@@ -1,13 +1,17 @@
-// The console's entry point: hash routing between the three views (only the open one polls).
+// The console's entry point: hash routing between the views (only the open one polls).
 
 import { initKeyButton } from "./api.js";
+import { initBatches } from "./batches.js";
+import { initCompare } from "./compare.js";
 import { initHealth } from "./health.js";
 import { initPlayground } from "./playground.js";
 import { initUsage } from "./usage.js";
 
 const views = {
   playground: initPlayground(),
+  compare: initCompare(),
   usage: initUsage(),
+  batches: initBatches(),
   health: initHealth(),
 };
 let open = null;

@@ -47,17 +47,32 @@ export function mergeToolCalls(calls, deltas) {
   return calls;
 }
 
-/** TTFT, tokens/s and usage as one line. */
-export function statsLine({ sentAt, firstAt, doneAt, usage, stopped }) {
-  const parts = [];
-  if (firstAt !== null) parts.push(`first token ${millis(firstAt - sentAt)}`);
+/**
+ * The figures of one streamed answer: time to first token (ms), tokens per second (completion
+ * tokens after the first over the time from the first token to the end) and `usage`; null
+ * where the stream did not give them.
+ */
+export function figures({ sentAt, firstAt, doneAt, usage }) {
   const generated = usage?.completion_tokens;
-  if (firstAt !== null && generated > 1 && doneAt > firstAt) {
-    parts.push(`${((generated - 1) / ((doneAt - firstAt) / 1000)).toFixed(1)} tokens/s`);
-  }
-  if (usage) {
-    parts.push(`${grouped(usage.prompt_tokens)} prompt + ${grouped(usage.completion_tokens)} completion = ${grouped(usage.total_tokens)} tokens`);
-  }
-  if (stopped) parts.push("stopped");
+  return {
+    firstTokenMs: firstAt === null ? null : firstAt - sentAt,
+    tokensPerSecond: firstAt !== null && generated > 1 && doneAt > firstAt ? (generated - 1) / ((doneAt - firstAt) / 1000) : null,
+    usage: usage || null,
+  };
+}
+
+/** "5 prompt + 11 completion = 16 tokens". */
+export function usageText(usage) {
+  return `${grouped(usage.prompt_tokens)} prompt + ${grouped(usage.completion_tokens)} completion = ${grouped(usage.total_tokens)} tokens`;
+}
+
+/** TTFT, tokens/s and usage as one line. */
+export function statsLine(timing) {
+  const { firstTokenMs, tokensPerSecond, usage } = figures(timing);
+  const parts = [];
+  if (firstTokenMs !== null) parts.push(`first token ${millis(firstTokenMs)}`);
+  if (tokensPerSecond !== null) parts.push(`${tokensPerSecond.toFixed(1)} tokens/s`);
+  if (usage) parts.push(usageText(usage));
+  if (timing.stopped) parts.push("stopped");
   return parts.join(" · ");
 }

@@ -11,10 +11,13 @@
 // /metrics (Prometheus text, proxy/observe/metrics.py): ollama_proxy_requests_in_flight{model}
 // and ollama_proxy_admission_waiting. The proxy declares the in-flight family even when nothing
 // is in flight (no sample then), so a declared family without samples reads as 0, not unknown.
+// With fair queuing the waiting gauge carries a `priority` label (high|default|low, and `key`
+// when key labels are on) and ollama_proxy_admission_wait_seconds{priority} is a histogram:
+// the queue card shows them per class (and per key).
 
 import { call } from "./api.js";
 import { el, table } from "./dom.js";
-import { bytes, millis, until } from "./format.js";
+import { bytes, grouped, millis, until } from "./format.js";
 
 const pick = (o, snake, camel) => (o[snake] !== undefined ? o[snake] : o[camel]);
 
@@ -100,6 +103,65 @@ export function proxyLoad({ declared, samples }) {
   };
 }
 
+const WAIT = "ollama_proxy_admission_wait_seconds";
+const PRIORITIES = ["high", "default", "low"];
+
+/** The smallest bucket bound holding quantile q of a histogram's [[le, cumulative count]]. */
+export function quantileBound(buckets, q) {
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (!total) return null;
+  const found = sorted.find(([, n]) => n >= q * total);
+  return found ? found[0] : null;
+}
+
+/**
+ * The admission queue per priority class (fair queuing): [{priority, waiting, admitted,
+ * meanWait, p95Wait}] in the order high, default, low (then any other), and per key
+ * [{key, priority, waiting}] when the gauge carries a key label; null when the proxy exports no
+ * priority labels (no fair queuing).
+ */
+export function queueByPriority({ samples }) {
+  const waiting = samples.filter((s) => s.name === WAITING && s.labels.priority !== undefined);
+  const waits = samples.filter((s) => s.name.startsWith(WAIT) && s.labels.priority !== undefined);
+  if (!waiting.length && !waits.length) return null;
+  const names = [...new Set([...waiting, ...waits].map((s) => s.labels.priority))]
+    .sort((a, b) => (PRIORITIES.indexOf(a) + 1 || 99) - (PRIORITIES.indexOf(b) + 1 || 99) || a.localeCompare(b));
+  const classes = names.map((priority) => {
+    const mine = waits.filter((s) => s.labels.priority === priority && s.labels.key === undefined);
+    const count = mine.filter((s) => s.name === `${WAIT}_count`).reduce((a, s) => a + s.value, 0);
+    const sum = mine.filter((s) => s.name === `${WAIT}_sum`).reduce((a, s) => a + s.value, 0);
+    const buckets = mine.filter((s) => s.name === `${WAIT}_bucket`).map((s) => [Number(s.labels.le === "+Inf" ? Infinity : s.labels.le), s.value]);
+    return {
+      priority,
+      waiting: waiting.filter((s) => s.labels.priority === priority).reduce((a, s) => a + s.value, 0),
+      admitted: count,
+      meanWait: count ? sum / count : null,
+      p95Wait: quantileBound(buckets, 0.95),
+    };
+  });
+  const keys = waiting.filter((s) => s.labels.key !== undefined)
+    .map((s) => ({ key: s.labels.key, priority: s.labels.priority, waiting: s.value }))
+    .sort((a, b) => b.waiting - a.waiting || a.key.localeCompare(b.key));
+  return { classes, keys };
+}
+
+function seconds(x) {
+  if (x === null) return "—";
+  if (x === Infinity) return "> largest bucket";
+  return millis(x * 1000);
+}
+
+function queueCard(queue) {
+  return el("article", { class: "card", id: "queue-card" }, el("h2", {}, "Queue by priority"),
+    table(["Priority", "Waiting", "Admitted", "Mean wait", "p95 wait ≤"], queue.classes.map((c) => [
+      c.priority, String(c.waiting), grouped(c.admitted), seconds(c.meanWait), seconds(c.p95Wait)]), (i) => i > 0),
+    queue.keys.length
+      ? el("div", { class: "per-key" }, el("h3", {}, "Waiting per key"),
+        table(["Key", "Priority", "Waiting"], queue.keys.map((k) => [k.key, k.priority, String(k.waiting)]), (i) => i === 2))
+      : null);
+}
+
 function stat(label, value) {
   return el("div", { class: "stat" }, el("span", { class: "muted" }, label), el("strong", {}, value));
 }
@@ -172,6 +234,7 @@ async function readLoad() {
 export function initHealth() {
   const servers = document.getElementById("servers");
   const load = document.getElementById("proxy-load");
+  const queueBox = document.getElementById("queue");
   const status = document.getElementById("health-status");
   const every = document.getElementById("health-refresh");
   let timer = null;
@@ -187,6 +250,8 @@ export function initHealth() {
       servers.replaceChildren(...(list.length ? list.map(serverCard)
         : [el("p", { class: "error" }, "The health endpoint gave no server information.")]));
       load.replaceChildren(loadCard(proxy));
+      const queue = proxy.samples && queueByPriority(proxy.samples);
+      queueBox.replaceChildren(...(queue ? [queueCard(queue)] : []));
       status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (error) {
       status.textContent = `Could not reach the proxy: ${error.message}`;

@@ -3,15 +3,16 @@
 // Reads /v1/models (id, display_label, context_length, capabilities), streams
 // POST /v1/chat/completions with stream_options.include_usage, shows delta.reasoning /
 // delta.reasoning_content apart from delta.content, tool calls as blocks, then time to first
-// token, tokens per second and `usage`. Conversations are kept in localStorage; when the proxy
+// token, tokens per second and `usage`. Answers (and reasoning) are rendered as Markdown while
+// they stream (answer.js, markdown.js); the user's own messages stay plain text. Conversations are kept in localStorage; when the proxy
 // stores completions (GET /v1/chat/completions answers 200) requests carry store: true and the
 // stored ones are listed.
 
-import { ApiError, call, getJson, readError } from "./api.js";
+import { call, getJson } from "./api.js";
+import { messageView, streamAnswer } from "./answer.js";
 import { el } from "./dom.js";
-import { mergeToolCalls, requestBody, statsLine } from "./chat.js";
-import { grouped } from "./format.js";
-import { sseJson } from "./sse.js";
+import { requestBody, statsLine } from "./chat.js";
+import { chatModels, modelInfo, modelOption } from "./models.js";
 
 const STORAGE_ITEM = "ollama-proxy-console.conversations";
 const MAX_SAVED = 50;
@@ -51,35 +52,6 @@ function newConversation() {
   return { id, title: "New conversation", updated: Date.now(), messages: [] };
 }
 
-// ---------------------------------------------------------------- rendering
-
-function toolBlock(call) {
-  let args = call.function.arguments;
-  try {
-    args = JSON.stringify(JSON.parse(args), null, 2);
-  } catch {
-    // still streaming, or not JSON: shown as sent
-  }
-  return el("div", { class: "tool-call" },
-    el("div", { class: "tool-head" }, el("span", { class: "pill" }, "tool call"),
-      el("code", {}, call.function.name || "?"), call.id ? el("span", { class: "muted" }, call.id) : null),
-    el("pre", {}, args));
-}
-
-/** A transcript entry; returns its live parts so a stream can fill them. */
-function messageView(m) {
-  const reasoning = el("details", { class: "reasoning", hidden: !m.reasoning },
-    el("summary", {}, "Reasoning"), el("div", { class: "reasoning-text" }, m.reasoning || ""));
-  const content = el("div", { class: "content" }, m.content || "");
-  const tools = el("div", { class: "tools" }, (m.tool_calls || []).map(toolBlock));
-  const images = el("div", { class: "images" }, (m.images || []).map((src) => el("img", { src, alt: "attached image" })));
-  const stats = el("div", { class: "stats-line muted" }, m.stats || "");
-  const node = el("div", { class: `message ${m.role}` },
-    el("div", { class: "role" }, m.role), reasoning, content, tools, images,
-    m.error ? el("p", { class: "error" }, m.error) : null, stats);
-  return { node, reasoning, content, tools, stats };
-}
-
 // ---------------------------------------------------------------- the view
 
 export function initPlayground() {
@@ -103,10 +75,9 @@ export function initPlayground() {
   async function loadModels() {
     try {
       const data = await getJson("/v1/models");
-      models = (data.data || []).filter((m) => !(m.capabilities || []).includes("embedding") || (m.capabilities || []).includes("completion"));
+      models = chatModels(data.data);
       const previous = modelSelect.value || current.model;
-      modelSelect.replaceChildren(...models.map((m) => el("option", { value: m.id },
-        m.display_label ? `${m.id} — ${m.display_label}` : m.id)));
+      modelSelect.replaceChildren(...models.map(modelOption));
       if (previous && models.some((m) => m.id === previous)) modelSelect.value = previous;
       showModelInfo();
     } catch (error) {
@@ -116,16 +87,7 @@ export function initPlayground() {
 
   function showModelInfo() {
     const m = models.find((x) => x.id === modelSelect.value);
-    const info = $("model-info");
-    if (!m) {
-      info.textContent = "";
-      return;
-    }
-    const parts = [];
-    if (m.display_label) parts.push(m.display_label);
-    parts.push(m.context_length ? `context ${grouped(m.context_length)} tokens` : "context length unknown");
-    parts.push(m.capabilities ? `capabilities: ${m.capabilities.join(", ")}` : "capabilities unknown");
-    info.textContent = parts.join(" · ");
+    $("model-info").textContent = m ? modelInfo(m) : "";
   }
 
   modelSelect.addEventListener("change", showModelInfo);
@@ -277,66 +239,24 @@ export function initPlayground() {
     send.disabled = true;
     stop.disabled = false;
     status.textContent = "Waiting for the first token…";
-    const timing = { sentAt: performance.now(), firstAt: null, doneAt: null, usage: null, stopped: false };
-    const reasoningText = view.reasoning.querySelector(".reasoning-text");
-    try {
-      const response = await call("/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify(requestBody(options, current.messages)),
-        signal: controller.signal,
-      });
-      if (!response.ok) {
-        const error = await readError(response);
-        throw new ApiError(response.status, error.message, error);
-      }
-      for await (const chunk of sseJson(response)) {
-        if (chunk.error) throw new Error(chunk.error.message || "the stream ended with an error");
-        if (chunk.usage) timing.usage = chunk.usage;
-        const delta = chunk.choices?.[0]?.delta;
-        if (!delta) continue;
-        const thinking = delta.reasoning ?? delta.reasoning_content;
-        if ((thinking || delta.content || delta.tool_calls) && timing.firstAt === null) {
-          timing.firstAt = performance.now();
-          status.textContent = "Streaming…";
-        }
-        if (thinking) {
-          answer.reasoning += thinking;
-          if (view.reasoning.hidden) { view.reasoning.hidden = false; view.reasoning.open = true; }
-          reasoningText.append(thinking);
-        }
-        if (delta.content) {
-          if (view.reasoning.open && !answer.content) view.reasoning.open = false;  // answer began
-          answer.content += delta.content;
-          view.content.append(delta.content);
-        }
-        if (delta.tool_calls) {
-          mergeToolCalls(answer.tool_calls, delta.tool_calls);
-          view.tools.replaceChildren(...answer.tool_calls.map(toolBlock));
-        }
-      }
-      status.textContent = "";
-    } catch (error) {
-      if (error.name === "AbortError") {
-        timing.stopped = true;
-        status.textContent = "Stopped.";
-      } else {
-        answer.error = error.message;
-        view.stats.before(el("p", { class: "error" }, error.message));
-        status.textContent = "";
-      }
-    } finally {
-      timing.doneAt = performance.now();
-      answer.stats = statsLine(timing);
-      view.stats.textContent = answer.stats;
-      view.node.classList.remove("streaming");
-      controller = null;
-      send.disabled = false;
-      stop.disabled = true;
-      current.messages.push(answer);
-      save();
-      if (storeOn) loadStored();
+    const timing = await streamAnswer(requestBody(options, current.messages), answer, view, {
+      signal: controller.signal,
+      onFirst: () => { status.textContent = "Streaming…"; },
+    });
+    status.textContent = timing.stopped ? "Stopped." : "";
+    if (timing.error) {
+      answer.error = timing.error.message;
+      view.stats.before(el("p", { class: "error" }, timing.error.message));
     }
+    answer.stats = statsLine(timing);
+    view.stats.textContent = answer.stats;
+    view.node.classList.remove("streaming");
+    controller = null;
+    send.disabled = false;
+    stop.disabled = true;
+    current.messages.push(answer);
+    save();
+    if (storeOn) loadStored();
   }
 
   form.addEventListener("submit", run);

@@ -37,7 +37,12 @@ ASSETS: Final[dict[str, str]] = {
     "chart.js": _JS,
     "dom.js": _JS,
     "chat.js": _JS,
+    "markdown.js": _JS,
+    "answer.js": _JS,
+    "models.js": _JS,
     "playground.js": _JS,
+    "compare.js": _JS,
+    "batches.js": _JS,
     "usage.js": _JS,
     "health.js": _JS,
 }

@@ -11,6 +11,7 @@ from aiohttp import web
 from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE_SERVICE, VALIDATOR
 from ..caller import caller
 from ..errors import UnsupportedParameter
+from ..models import fill_defaults, resolve_model
 from ..outcome import account
 from ..store.base import ChatRecord
 from ..store.history import should_store
@@ -45,10 +46,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
     body = await read_json_object(request)
-    limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
+    names = resolve_model(request, body)  # [models.aliases]: body["model"] is Ollama's model now
+    limits = request.app[VALIDATOR].check(body, names.requested)  # the [limits] table, before translation
     chat = from_openai(body)
     await check_ollama_extras(request, chat.body, limits)  # options.*, num_ctx, keep_alive
-    ollama = with_defaults(chat.body, limits)
+    ollama = with_defaults(await fill_defaults(request, chat.body, limits), limits)
     service = request.app.get(STORE_SERVICE)
     keep = should_store(chat.store, None if service is None else config.store.chat_completions)
     if keep and chat.n > 1 and chat.stream:
@@ -60,7 +62,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     ctx = ResponseContext(
         id=new_id("chatcmpl-"),
         created=int(time.time()),
-        model=chat.model,
+        model=names.requested,  # the id the client asked for, as OpenAI answers
         new_call_id=_recording(call_ids) if keep and chat.stream else (lambda: new_id("call_")),
     )
     camel = config.response.keys == "camel"

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..models import fill_defaults, resolve_model
 from ..outcome import account
 from ..translate.completions import (
     CompletionContext,
@@ -33,12 +34,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
     body = await read_json_object(request)
-    limits = request.app[VALIDATOR].check(body)  # gates and the [limits] table, as for chat
+    names = resolve_model(request, body)  # [models.aliases], before the gates
+    limits = request.app[VALIDATOR].check(body, names.requested)  # gates and the [limits] table, as for chat
     completion = from_openai(body)
-    ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=completion.model)
+    ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=names.requested)
     camel = config.response.keys == "camel"
     await check_ollama_extras(request, completion.body, limits)  # options.*, num_ctx, keep_alive
-    ollama = with_defaults(completion.body, limits)
+    ollama = with_defaults(await fill_defaults(request, completion.body, limits), limits)
     async with (
         request.app[ADMISSION].slot(completion.model),
         account(request, "completions", completion.model, stream=completion.stream) as outcome,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
+from ..models import fill_defaults, resolve_model
 from ..outcome import account
 from ..translate.embeddings import from_openai, to_embedding_list
 from .common import check_ollama_extras, json_response, read_json_object
@@ -14,9 +17,11 @@ __all__ = ["embeddings"]
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    limits = request.app[VALIDATOR].check(body)  # the model gates and the [limits] table, as for chat
+    names = resolve_model(request, body)  # [models.aliases], before the gates
+    limits = request.app[VALIDATOR].check(body, names.requested)  # the model gates and the [limits] table
     embed = from_openai(body)
     await check_ollama_extras(request, embed.body, limits)  # options.*, num_ctx, keep_alive
+    embed = dataclasses.replace(embed, body=await fill_defaults(request, embed.body, limits))
     async with (
         request.app[ADMISSION].slot(embed.model),
         account(request, "embeddings", embed.model) as outcome,
@@ -25,4 +30,5 @@ async def embeddings(request: web.Request) -> web.Response:
         if isinstance(data, dict):
             outcome.count_tokens(data)
     camel = request.app[CONFIG].response.keys == "camel"
-    return json_response(to_embedding_list(data, embed), camel=camel)
+    answered = dataclasses.replace(embed, model=names.requested)  # the id the client asked for
+    return json_response(to_embedding_list(data, answered), camel=camel)

@@ -38,7 +38,15 @@ from ..errors import (
 from ..inbound import body_of
 from ..logs import escape
 from ..middleware import REQUEST_ID_HEADER, SERVER_NAME, request_id
-from ..native import canonical_target, filter_listing, hide_error_lines, named_models, parse_object
+from ..models import check_name, fill_defaults, resolve_model
+from ..native import (
+    MODEL_FIELDS,
+    canonical_target,
+    filter_listing,
+    hide_error_lines,
+    named_models,
+    parse_object,
+)
 from ..outbound import ClientStalled, WriteGuard
 from ..validate import with_defaults
 from .common import check_ollama_extras, json_response, stalled
@@ -62,6 +70,8 @@ _RELAYED_HEADERS = ("Content-Type", "Content-Encoding")
 _LISTINGS = ("/api/tags", "/api/ps")
 # Requests that generate: the default token budget applies, as on /v1.
 _GENERATING = ("/api/chat", "/api/generate")
+# Requests that load a model: [models.defaults] apply (options, keep_alive…), as on /v1.
+_DEFAULTED = ("/api/chat", "/api/generate", "/api/embed")
 
 
 def is_listed(path: str, prefixes: Iterable[str]) -> bool:
@@ -106,16 +116,22 @@ async def _checked_body(request: web.Request, path: str, raw: bytes) -> dict[str
     """The body as Ollama will read it, after the gates, the limits and Ollama's own knobs."""
     validator = request.app[VALIDATOR]
     body = parse_object(raw)
+    for field in MODEL_FIELDS:  # no NUL in any name Ollama reads
+        if isinstance(value := body.get(field), str):
+            check_name(value, field)
+    names = resolve_model(request, body, "model" if "model" in body else "name")  # [models.aliases]
     try:
         for name in named_models(body):
-            validator.check_model(name)  # the same gates as the OpenAI routes
+            validator.check_model(name, names.requested if name == names.served else None)  # as on /v1
     except PermissionDenied:
         if path == "/api/show":  # hidden, as /v1/models/{id} hides it
             raise ModelNotFound(f"The model '{body.get('model') or body.get('name')}' does not exist.",
                                 param="model") from None
         raise
-    limits = validator.check(body)
+    limits = validator.check(body, names.requested)
     await check_ollama_extras(request, body, limits)
+    if path in _DEFAULTED:
+        body = await fill_defaults(request, body, limits)  # [models.defaults], the client's values first
     return with_defaults(body, limits) if path in _GENERATING else body
 
 

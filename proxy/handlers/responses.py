@@ -26,6 +26,7 @@ from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
 from ..middleware import request_id
+from ..models import fill_defaults, resolve_model
 from ..outbound import ClientStalled, WriteGuard
 from ..outcome import CLIENT_CLOSED, Outcome, account
 from ..pool import Pool
@@ -69,7 +70,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
     body = await read_json_object(request)
-    limits = request.app[VALIDATOR].check(body)  # the [limits] table, before translation
+    names = resolve_model(request, body)  # [models.aliases], before the gates
+    limits = request.app[VALIDATOR].check(body, names.requested)  # the [limits] table, before translation
     records = request.app.get(RESPONSE_RECORDS)
     key_id = caller(request).key_id
     history = await _history(records, previous_response_id(body), key_id)
@@ -77,12 +79,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     response_id = new_id("resp_")
     ctx = ResponsesContext(id=response_id, created_at=_now(), new_id=item_ids(response_id), now=_now)
     req = from_openai(body, ctx, history)
+    req.echo["model"] = names.requested  # the response names the model the client asked for
     del body, history
     keep = None
     if records is not None and _keeps(records, req):  # `is not None`: a store may define __len__
         keep = Keeping(records, key_id, req.input_items, req.messages)
     response = skeleton(req, ctx, stored=keep is not None)
-    ollama = with_defaults(req.body, limits)
+    ollama = with_defaults(await fill_defaults(request, req.body, limits), limits)
     model, stream, sealed = req.model, req.stream, req.sealed_reasoning
     del req  # translated; what the store needs is in `keep`, the rest is not held for the stream
     async with (

@@ -64,6 +64,7 @@ TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0,
                     20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
 RATE_LIMIT_KINDS = ("requests", "tokens", "concurrency")
+_ALIAS_LABELS = 256
 
 
 class Metrics:
@@ -101,6 +102,9 @@ class Metrics:
                                           "the admission queue was full or the wait too long.")
         self.rate_limited = counter("rate_limited", "Requests refused with 429 by a rate limit, by "
                                     "kind (requests, tokens, concurrency).", ("kind", *key))
+        self.alias_requests = counter("alias_requests", "Requests for a [models.aliases] name, by the name "
+                                      "asked for and the Ollama model that served it.", ("requested", "model"))
+        self._aliases_seen: set[str] = set()  # the requested label's values: bounded, as model's
         self.load = histogram("upstream_load_duration_seconds", "Ollama's load_duration: time it "
                               "spent loading the model for a request.", ("model",), TTFT_BUCKETS)
         self.prompt_eval = histogram("upstream_prompt_eval_seconds", "Ollama's prompt_eval_duration: "
@@ -137,6 +141,8 @@ class Metrics:
             model = self.labels.learn(outcome.model)
         key = (outcome.key_id,) if self._per_key else ()
         self._child(self.requests, outcome.endpoint, model, str(outcome.status), *key).inc()
+        if outcome.requested:
+            self._child(self.alias_requests, self._alias_label(outcome.requested), model).inc()
         if outcome.prompt_tokens or outcome.completion_tokens:
             self._child(self.tokens, model, "prompt", *key).inc(outcome.prompt_tokens)
             self._child(self.tokens, model, "completion", *key).inc(outcome.completion_tokens)
@@ -146,6 +152,16 @@ class Metrics:
             self.upstream_errors.labels(kind).inc()
         elif outcome.error is None:
             self._observe_timing(outcome, self._series(model))
+
+    def _alias_label(self, requested: str) -> str:
+        """An alias name as a label: a glob alias lets clients choose names (``gpt-5-anything``),
+        so only the first ``_ALIAS_LABELS`` distinct names get a series of their own."""
+        if requested in self._aliases_seen:
+            return requested
+        if len(self._aliases_seen) >= _ALIAS_LABELS or len(requested) > 128:
+            return OTHER
+        self._aliases_seen.add(requested)
+        return requested
 
     def _observe_timing(self, outcome: Outcome, series: _Series) -> None:
         """Token timings of a request that completed."""

@@ -180,7 +180,8 @@ class Tracing:
         operation = OPERATIONS_BY_ENDPOINT.get(outcome.endpoint, "chat")
         span.update_name(f"{operation} {outcome.model}")
         span.set_attributes({
-            "gen_ai.request.model": outcome.model,
+            "gen_ai.request.model": outcome.requested_model,  # an alias's name, as the client sent it
+            "gen_ai.response.model": outcome.model,  # the Ollama model that served it
             "gen_ai.usage.input_tokens": outcome.prompt_tokens,
             "gen_ai.usage.output_tokens": outcome.completion_tokens,
         })

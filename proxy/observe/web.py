@@ -205,6 +205,7 @@ def access_record(request: web.Request, endpoint: str, status: int, duration: fl
         ttfb = outcome.time_to_first_byte
         fields.update(
             model=escape(outcome.model),
+            requested_model=escape(outcome.requested_model),  # an alias's name; else the model
             stream=outcome.stream,
             ttfb=None if ttfb is None else round(ttfb, 6),
             prompt_tokens=outcome.prompt_tokens,

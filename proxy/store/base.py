@@ -37,6 +37,7 @@ class UsageRow:
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    requested: str = ""  # the model name the client asked for, when an alias ("" otherwise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,8 @@ class ChatRecord:
 
 _USAGE_UPSERT = (
     "INSERT INTO usage_hourly (hour, key_id, model, endpoint, requests, errors, input_tokens,"
-    " output_tokens, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (hour, key_id, model, endpoint) DO UPDATE SET"
+    " output_tokens, seconds, requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (hour, key_id, model, endpoint, requested) DO UPDATE SET"
     " requests = usage_hourly.requests + excluded.requests,"
     " errors = usage_hourly.errors + excluded.errors,"
     " input_tokens = usage_hourly.input_tokens + excluded.input_tokens,"
@@ -108,19 +109,19 @@ class Store(abc.ABC):
         if rows:
             await self.transaction((_USAGE_UPSERT, (
                 r.hour, r.key_id, r.model, r.endpoint, r.requests, r.errors, r.input_tokens,
-                r.output_tokens, r.seconds)) for r in rows)
+                r.output_tokens, r.seconds, r.requested)) for r in rows)
 
     async def usage(self, start: int, end: int, key_id: str | None = None) -> list[UsageRow]:
         """Hourly rows with ``start <= hour < end``; one key's only when ``key_id`` is given."""
         sql = ("SELECT hour, key_id, model, endpoint, requests, errors, input_tokens, output_tokens,"
-               " seconds FROM usage_hourly WHERE hour >= ? AND hour < ?")
+               " seconds, requested FROM usage_hourly WHERE hour >= ? AND hour < ?")
         args: list[Any] = [start, end]
         if key_id is not None:
             sql += " AND key_id = ?"
             args.append(key_id)
-        rows = await self.fetch(sql + " ORDER BY hour, key_id, model, endpoint", *args)
-        return [UsageRow(int(h), k, m, e, int(n), int(x), int(i), int(o), float(s))
-                for h, k, m, e, n, x, i, o, s in rows]
+        rows = await self.fetch(sql + " ORDER BY hour, key_id, model, endpoint, requested", *args)
+        return [UsageRow(int(h), k, m, e, int(n), int(x), int(i), int(o), float(s), r)
+                for h, k, m, e, n, x, i, o, s, r in rows]
 
     # ---- stored chat completions -------------------------------------------------------------
 

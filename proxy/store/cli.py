@@ -2,7 +2,7 @@
 dashboard.
 
 ``--since 7d`` (or ``12h``, ``30m``) picks the window; ``--by key,model,day`` the columns to group
-by (also ``hour`` and ``endpoint``); ``--format`` table, csv or json. It reads the store the
+by (also ``hour``, ``endpoint`` and ``requested``, the model name asked for); ``--format`` table, csv or json. It reads the store the
 config file names (``[store] url``, even with ``enabled = false``), opens it read-mostly (the
 schema is migrated if needed, as the proxy would) and never creates a SQLite file that is not
 there. Usage still in a running proxy's memory (at most one ``flush_interval``) is not shown.
@@ -29,7 +29,8 @@ from .sqlite import sqlite_path
 
 __all__ = ["main", "summarize"]
 
-DIMENSIONS = {"key": "key_id", "model": "model", "day": "day", "hour": "hour", "endpoint": "endpoint"}
+DIMENSIONS = {"key": "key_id", "model": "model", "day": "day", "hour": "hour", "endpoint": "endpoint",
+              "requested": "requested"}  # requested: the name asked for ([models.aliases]), else the model
 MEASURES = ("requests", "errors", "input_tokens", "output_tokens", "seconds")
 _SPAN = re.compile(r"(\d+)([mhdw])")
 _UNIT = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,7 +66,7 @@ def summarize(rows: Sequence[UsageRow], by: Sequence[str]) -> list[dict[str, Any
     """Hourly rows summed per the ``by`` columns, sorted by them."""
     totals: dict[tuple[Any, ...], list[float]] = {}
     for r in rows:
-        values = {"key": r.key_id, "model": r.model, "endpoint": r.endpoint,
+        values = {"key": r.key_id, "model": r.model, "endpoint": r.endpoint, "requested": r.requested or r.model,
                   "day": time.strftime("%Y-%m-%d", time.gmtime(r.hour)),
                   "hour": time.strftime("%Y-%m-%dT%H:00Z", time.gmtime(r.hour))}
         sums = totals.setdefault(tuple(values[b] for b in by), [0, 0, 0, 0, 0.0])

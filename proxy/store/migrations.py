@@ -32,6 +32,19 @@ STEPS: tuple[tuple[str, ...], ...] = (
         " data TEXT NOT NULL)"),
         "CREATE INDEX responses_by_created ON responses (created)",
     ),
+    (  # 2: usage keeps the model name the client asked for beside the one that served it
+        # ([models.aliases]; '' when they are the same): a column of the primary key, so rebuilt
+        ("CREATE TABLE usage_hourly_v2 (hour BIGINT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,"
+        " endpoint TEXT NOT NULL, requests BIGINT NOT NULL DEFAULT 0, errors BIGINT NOT NULL DEFAULT 0,"
+        " input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,"
+        " seconds DOUBLE PRECISION NOT NULL DEFAULT 0, requested TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (hour, key_id, model, endpoint, requested))"),
+        ("INSERT INTO usage_hourly_v2 (hour, key_id, model, endpoint, requests, errors, input_tokens,"
+        " output_tokens, seconds) SELECT hour, key_id, model, endpoint, requests, errors, input_tokens,"
+        " output_tokens, seconds FROM usage_hourly"),
+        "DROP TABLE usage_hourly",
+        "ALTER TABLE usage_hourly_v2 RENAME TO usage_hourly",
+    ),
 )
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger("proxy.store")
 COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "messages"})
 EMBEDDING_ENDPOINTS = frozenset({"embeddings"})
 
-Key = tuple[int, str, str, str]
+Key = tuple[int, str, str, str, str]  # hour, key id, model, endpoint, requested name ('' if the same)
 
 
 class UsageBook:
@@ -41,7 +41,7 @@ class UsageBook:
     def listen(self, outcome: Outcome) -> None:
         """The outcome listener: one dict lookup and five additions per request."""
         hour = int(time.time()) // 3600 * 3600  # listeners run at the request's end
-        key = (hour, outcome.key_id, outcome.model, outcome.endpoint)
+        key = (hour, outcome.key_id, outcome.model, outcome.endpoint, outcome.requested)
         sums = self._rows.get(key)
         if sums is None:
             sums = self._rows[key] = [0, 0, 0, 0, 0.0]
@@ -59,13 +59,13 @@ class UsageBook:
     def take(self) -> list[UsageRow]:
         """Everything pending, as rows to write; the book starts empty again."""
         rows, self._rows = self._rows, {}
-        return [UsageRow(h, k, m, e, int(s[0]), int(s[1]), int(s[2]), int(s[3]), float(s[4]))
-                for (h, k, m, e), s in rows.items()]
+        return [UsageRow(h, k, m, e, int(s[0]), int(s[1]), int(s[2]), int(s[3]), float(s[4]), r)
+                for (h, k, m, e, r), s in rows.items()]
 
     def give_back(self, rows: Iterable[UsageRow]) -> None:
         """Rows whose write failed: merged back, to be retried with the next flush."""
         for r in rows:
-            sums = self._rows.setdefault((r.hour, r.key_id, r.model, r.endpoint), [0, 0, 0, 0, 0.0])
+            sums = self._rows.setdefault((r.hour, r.key_id, r.model, r.endpoint, r.requested), [0, 0, 0, 0, 0.0])
             sums[0] += r.requests
             sums[1] += r.errors
             sums[2] += r.input_tokens

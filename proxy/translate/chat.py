@@ -24,6 +24,7 @@ from .fields import (
     keep_alive,
     log_unknown,
     model_name,
+    name_field,
     number,
     obj,
     require,
@@ -308,7 +309,7 @@ def _tool(tool: Any, param: str) -> dict[str, Any]:
     if tool.get("type") != "function":
         raise UnsupportedParameter("Only 'function' tools are supported.", param=f"{param}.type")
     function = require(obj(tool, "function", f"{param}.function"), f"{param}.function")
-    name = require(string(function, "name", f"{param}.function.name"), f"{param}.function.name")
+    name = name_field(function, "name", f"{param}.function.name")
     parameters = obj(function, "parameters", f"{param}.function.parameters")
     out: dict[str, Any] = {"name": name}
     description = string(function, "description", f"{param}.function.description")

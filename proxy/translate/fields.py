@@ -100,12 +100,22 @@ def require(value: Any, param: str) -> Any:
     return value
 
 
+def name_field(body: dict[str, Any], key: str, param: str) -> str:
+    """A required name that reaches Ollama as a name (a tool's, a function's, a model's): a
+    string without NUL, which Go keeps but Ollama's C side (the runner, its templates and
+    grammars) reads as the name's end."""
+    name: str = require(string(body, key, param), param)
+    if "\x00" in name:
+        raise InvalidRequest(f"'{param}' must not contain NUL characters.", param=param, code="invalid_value")
+    return name
+
+
 def model_name(body: dict[str, Any]) -> str:
     """The required, non-empty ``model``."""
-    model = require(string(body, "model"), "model")
+    model = name_field(body, "model", "model")
     if not model:
         raise InvalidRequest("'model' must not be empty.", param="model")
-    return str(model)
+    return model
 
 
 def include_usage(body: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
-from .fields import obj, require, string, type_name
+from .fields import name_field, obj, require, string, type_name
 
 __all__ = ["to_messages"]
 
@@ -138,7 +138,7 @@ def _assistant_tool_calls(calls: Any, param: str, call_names: dict[str, str]) ->
         if not isinstance(call, dict):
             raise InvalidRequest(f"'{call_param}' must be an object.", param=call_param)
         function = require(obj(call, "function", f"{call_param}.function"), f"{call_param}.function")
-        name = require(string(function, "name", f"{call_param}.function.name"), f"{call_param}.function.name")
+        name = name_field(function, "name", f"{call_param}.function.name")
         raw_args = string(function, "arguments", f"{call_param}.function.arguments") or "{}"
         try:
             arguments = orjson.loads(raw_args)

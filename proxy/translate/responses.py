@@ -26,6 +26,7 @@ from .fields import (
     keep_alive,
     log_unknown,
     model_name,
+    name_field,
     obj,
     require,
     string,
@@ -296,10 +297,10 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
                     f"The built-in tool '{kind}' is not supported: Ollama runs only function tools.",
                     param=f"{param}.type")
             raise InvalidRequest(f"'{param}.type' must be 'function'.", param=f"{param}.type")
-        name = require(string(tool, "name", f"{param}.name"), f"{param}.name")
+        name = name_field(tool, "name", f"{param}.name")
         description = string(tool, "description", f"{param}.description")
         parameters = obj(tool, "parameters", f"{param}.parameters")
-        # strict is echoed; Ollama does not constrain tool arguments to the schema (README).
+        # strict is echoed; Ollama does not constrain tool arguments to the schema (docs/responses.md).
         strict = boolean(tool, "strict", f"{param}.strict")
         _plain_function(tool, param)
         function: dict[str, Any] = {"name": name, "parameters": parameters}

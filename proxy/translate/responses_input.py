@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
-from .fields import require, string, type_name
+from .fields import name_field, require, string, type_name
 
 __all__ = ["SEALED", "item_ids", "references", "response_of", "seal", "to_history", "to_input", "unseal"]
 
@@ -235,7 +235,7 @@ def _image(part: dict[str, Any], param: str) -> str:
 
 def _function_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict[str, Any]]:
     call_id = require(string(item, "call_id", f"{param}.call_id"), f"{param}.call_id")
-    name = require(string(item, "name", f"{param}.name"), f"{param}.name")
+    name = name_field(item, "name", f"{param}.name")
     raw = require(string(item, "arguments", f"{param}.arguments"), f"{param}.arguments")
     try:
         arguments = orjson.loads(raw or "{}")

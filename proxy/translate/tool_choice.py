@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError
-from .fields import obj, require, string
+from .fields import name_field, obj, require
 
 __all__ = ["CallScanner", "ForcedCall", "check_streamed", "forced_call", "instruct", "not_a_call", "parse_call"]
 
@@ -70,7 +70,7 @@ def forced_call(choice: Any, tools: list[dict[str, Any]]) -> ForcedCall | None:
     if choice.get("type") != "function":
         raise UnsupportedParameter("Only tool_choice of type 'function' can be forced.", param="tool_choice.type")
     spec = require(obj(choice, "function", "tool_choice.function"), "tool_choice.function")
-    name = require(string(spec, "name", "tool_choice.function.name"), "tool_choice.function.name")
+    name = name_field(spec, "name", "tool_choice.function.name")
     function = next((f for f in functions if f["name"] == name), None)
     if function is None:
         raise InvalidRequest(

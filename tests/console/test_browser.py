@@ -11,70 +11,20 @@ import base64
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from PIL import Image
 from playwright.async_api import Page, Request, expect
 
-from proxy.access.keys import hash_key, new_key
-from proxy.app import create_app
+from proxy.access.keys import new_key
 from proxy.appkeys import ADMISSION, CLIENT, STORE_SERVICE
-from tests.conftest import make_config
 from tests.console.conftest import PHONE, screenshot
+from tests.console.helpers import WAIT_MS, open_view, pick_model, sdk, start_proxy
 from tests.fake_ollama import VERSION, FakeOllama, Reply, ToolCall
-
-WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
-
-
-def store_on(tmp_path: Path) -> dict[str, Any]:
-    """The real store (issue 10) on a throwaway SQLite file; usage written every 50 ms."""
-    return {"store": {"enabled": True, "url": "sqlite:///" + str(tmp_path / "p.db"), "flush_interval": 0.05}}
-
-
-async def start_proxy(fake: FakeOllama, toml: dict[str, Any] | None = None, *,
-                      key: str | None = None) -> tuple[TestServer, web.Application]:
-    """The proxy as configured by ``toml`` (metrics are on by default, as in production)."""
-    auth = {"auth": {"keys": [{"id": "console", "sha256": hash_key(key)}]}} if key is not None else {}
-    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **auth, **(toml or {})}))
-    server = TestServer(app)
-    await server.start_server()
-    return server, app
-
-
-@pytest.fixture
-async def proxy_app(fake_ollama: FakeOllama) -> AsyncIterator[tuple[str, web.Application]]:
-    server, app = await start_proxy(fake_ollama)
-    yield f"http://127.0.0.1:{server.port}", app
-    await server.close()
-
-
-@pytest.fixture
-async def stored_app(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
-    """The proxy with its store on: the Usage API and stored chat completions are real."""
-    server, app = await start_proxy(fake_ollama, store_on(tmp_path))
-    yield f"http://127.0.0.1:{server.port}", app
-    await server.close()
-
-
-def sdk(base: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
-
-
-async def open_view(page: Page, base: str, view: str) -> None:
-    await page.goto(f"{base}/console/#{view}")
-    await page.wait_for_selector(f"#view-{view}:not([hidden])", timeout=WAIT_MS)
-
-
-async def pick_model(page: Page, model: str) -> None:
-    await page.wait_for_selector(f'#model option[value="{model}"]', state="attached", timeout=WAIT_MS)
-    await page.select_option("#model", model)
-
 
 # Records the answer's text each time the DOM changes, to see it grow frame by frame.
 WATCH_ANSWER = """() => {

@@ -119,6 +119,91 @@ CASES: list[tuple[str, str, Any]] = [
      [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]),
     ("chat.js", "m.statsLine({sentAt: 0, firstAt: 200, doneAt: 1200, usage: {prompt_tokens: 5, completion_tokens: 11, total_tokens: 16}, stopped: false})",
      "first token 200 ms · 10.0 tokens/s · 5 prompt + 11 completion = 16 tokens"),
+    ("chat.js", "m.figures({sentAt: 0, firstAt: null, doneAt: 50, usage: null})",
+     {"firstTokenMs": None, "tokensPerSecond": None, "usage": None}),
+    # markdown.js: blocks, inline, links
+    ("markdown.js", "m.parseBlocks('# Title\\n\\npara one\\nline two\\n\\n- a\\n- b\\n  - c\\n\\n3. x\\n4. y\\n---\\n> q').map((b) => b.type)",
+     ["heading", "paragraph", "list", "list", "hr", "quote"]),
+    ("markdown.js", "m.parseBlocks('- a\\n- b\\n  - c')[0].items.map((i) => i.map((b) => b.type))",
+     [["paragraph"], ["paragraph", "list"]]),
+    ("markdown.js", "(({ordered, first, loose}) => [ordered, first, loose])(m.parseBlocks('3. x\\n\\n4. y')[0])", [True, 3, True]),
+    ("markdown.js", "m.parseBlocks('| a | b | c |\\n|:--|:-:|--:|\\n| 1 | `x\\\\|y` |\\n').map(({type, align, head, rows}) => ({type, align, head, rows}))",
+     [{"type": "table", "align": ["left", "center", "right"], "head": ["a", "b", "c"], "rows": [["1", "`x|y`", ""]]}]),
+    ("markdown.js", "m.parseBlocks('```python title\\nprint(1)\\n\\n  x\\n```\\nafter').map(({type, lang, code, closed, text}) => ({type, lang, code, closed, text}))",
+     [{"type": "code", "lang": "python", "code": "print(1)\n\n  x", "closed": True, "text": None},
+      {"type": "paragraph", "lang": None, "code": None, "closed": None, "text": "after"}]),
+    ("markdown.js", "m.parseBlocks('~~~\\nopen fence').map(({code, closed}) => [code, closed])", [["open fence", False]]),
+    ("markdown.js", "m.parseBlocks('a\\n2. not a list\\n1. a list').map((b) => b.type)", ["paragraph", "list"]),
+    ("markdown.js", "m.parseBlocks('one\\n\\n\\ntwo\\n').map((b) => [b.start, b.src])", [[0, "one\n"], [6, "two\n"]]),
+    ("markdown.js", "m.parseInline('a **b** _c_ snake_case_name `x` ~~d~~ ***e***')",
+     ["a ", {"type": "strong", "children": ["b"]}, " ", {"type": "em", "children": ["c"]}, " snake_case_name ",
+      {"type": "code", "text": "x"}, " ", {"type": "del", "children": ["d"]}, " ",
+      {"type": "strong", "children": [{"type": "em", "children": ["e"]}]}]),
+    ("markdown.js", "m.parseInline('[ok](https://e.com/a_(b)) [no](javascript:alert(1)) [rel](/x) <mailto:a@b.c> see https://x.org/a.')",
+     [{"type": "link", "href": "https://e.com/a_(b)", "children": ["ok"]}, " ", "[no](javascript:alert(1))", " ",
+      "[rel](/x)", " ", {"type": "link", "href": "mailto:a@b.c", "children": ["mailto:a@b.c"]}, " see ",
+      {"type": "link", "href": "https://x.org/a", "children": ["https://x.org/a"]}, "."]),
+    ("markdown.js", "m.parseInline('<img src=x onerror=alert(1)> \\\\*no\\\\* ``a`b`` line\\nbreak')",
+     ["<img src=x onerror=alert(1)> *no* ", {"type": "code", "text": "a`b"}, " line", {"type": "br"}, "break"]),
+    ("markdown.js", "['https://a.b/c', 'HTTP://A.B', 'mailto:x@y.z', 'javascript:alert(1)', ' JaVaScRiPt:x', 'data:text/html,x', 'vbscript:x', '/rel', 'file:///etc/passwd'].map(m.safeUrl)",
+     ["https://a.b/c", "http://a.b/", "mailto:x@y.z", None, None, None, None, None, None]),
+    # the DOM: only safe tags and attributes, whatever the text says
+    ("markdown.js", """(() => { const box = document.createElement('div');
+        box.append(...m.renderMarkdown('<script>x</script> [a](https://e.com "t") **b**\\n\\n```js\\ncode()\\n```'));
+        return [box.querySelector('p').textContent, box.querySelector('a').getAttribute('rel'),
+          box.querySelector('a').getAttribute('target'), box.querySelector('pre code').className,
+          box.querySelector('.code-head .lang').textContent, box.querySelectorAll('script').length]; })()""",
+     ["<script>x</script> a b", "noopener noreferrer", "_blank", "language-js", "js", 0]),
+    # streaming: the same DOM as one render, the first blocks kept (not rebuilt)
+    ("markdown.js", """(() => { const text = '# T\\n\\npara *one*\\n\\n- a\\n- b\\n\\n| x | y |\\n|---|---|\\n| 1 | 2 |\\n\\n```py\\nprint(1)\\n```\\nend';
+        const box = document.createElement('div'); const s = new m.StreamingMarkdown(box);
+        let first = null;
+        for (let i = 1; i <= text.length; i += 3) { s.update(text.slice(0, i)); if (!first && s.frozen.length) first = box.firstChild; }
+        s.finish(text);
+        const once = document.createElement('div'); once.append(...m.renderMarkdown(text));
+        return [box.innerHTML === once.innerHTML, box.firstChild === first, s.frozen.length > 0]; })()""",
+     [True, True, True]),
+    # models.js: aliases marked with their target
+    ("models.js", "[m.modelLabel({id: 'fast', alias_for: 'llama3.2:latest'}), m.modelLabel({id: 'q', display_label: 'Qwen'}), m.modelLabel({id: 'x'})]",
+     ["fast (alias of llama3.2:latest)", "q — Qwen", "x"]),
+    ("models.js", "m.modelInfo({id: 'fast', alias_for: 'qwen3:8b', context_length: 40960, capabilities: ['completion']})",
+     "alias for qwen3:8b · context 40,960 tokens · capabilities: completion"),
+    ("models.js", "(o => [o.getAttribute('class'), o.getAttribute('data-alias-for'), o.getAttribute('value')])(m.modelOption({id: 'fast', alias_for: 't'}))", ["alias", "t", "fast"]),
+    ("models.js", "m.chatModels([{id: 'e', capabilities: ['embedding']}, {id: 'c', capabilities: ['completion']}, {id: 'u'}]).map((x) => x.id)",
+     ["c", "u"]),
+    # compare.js
+    ("compare.js", "m.picked(['a', 'b', 'a', ''])", ["a", "b"]),
+    ("compare.js", "m.figuresRow('x', {sentAt: 0, firstAt: 120, doneAt: 1120, usage: {prompt_tokens: 3, completion_tokens: 21, total_tokens: 24}, stopped: false})",
+     ["x", "120 ms", "20.0", "3", "21", "24", "done"]),
+    # batches.js
+    ("batches.js", "[m.progress({request_counts: {total: 20, completed: 11, failed: 1}}), m.progress({status: 'validating'})]",
+     [{"done": 12, "total": 20, "failed": 1, "percent": 60}, {"done": 0, "total": 0, "failed": 0, "percent": 0}]),
+    ("batches.js", "[m.progressText({request_counts: {total: 2000, completed: 1500, failed: 2}}), m.listUrl(null), m.listUrl('batch_9')]",
+     ["1,502 of 2,000 requests · 2 failed", "/v1/batches?limit=20", "/v1/batches?limit=20&after=batch_9"]),
+    # health.js: the queue per priority class and per key (fair queuing)
+    ("health.js", """m.queueByPriority(m.parseMetrics([
+        '# TYPE ollama_proxy_admission_waiting gauge',
+        'ollama_proxy_admission_waiting{priority="low",key="batch"} 3.0',
+        'ollama_proxy_admission_waiting{priority="high",key="ci"} 1.0',
+        'ollama_proxy_admission_waiting{priority="default",key="ci"} 0.0',
+        '# TYPE ollama_proxy_admission_wait_seconds histogram',
+        'ollama_proxy_admission_wait_seconds_bucket{priority="high",le="0.1"} 4.0',
+        'ollama_proxy_admission_wait_seconds_bucket{priority="high",le="1.0"} 5.0',
+        'ollama_proxy_admission_wait_seconds_bucket{priority="high",le="+Inf"} 5.0',
+        'ollama_proxy_admission_wait_seconds_count{priority="high"} 5.0',
+        'ollama_proxy_admission_wait_seconds_sum{priority="high"} 1.5',
+        'ollama_proxy_admission_wait_seconds_bucket{priority="low",le="0.1"} 0.0',
+        'ollama_proxy_admission_wait_seconds_bucket{priority="low",le="+Inf"} 2.0',
+        'ollama_proxy_admission_wait_seconds_count{priority="low"} 2.0',
+        'ollama_proxy_admission_wait_seconds_sum{priority="low"} 40.0', ''].join('\\n')))""",
+     {"classes": [
+         {"priority": "high", "waiting": 1, "admitted": 5, "meanWait": 0.3, "p95Wait": 1},
+         {"priority": "default", "waiting": 0, "admitted": 0, "meanWait": None, "p95Wait": None},
+         {"priority": "low", "waiting": 3, "admitted": 2, "meanWait": 20, "p95Wait": float("inf")}],
+      "keys": [{"key": "batch", "priority": "low", "waiting": 3}, {"key": "ci", "priority": "high", "waiting": 1},
+               {"key": "ci", "priority": "default", "waiting": 0}]}),
+    ("health.js", "m.queueByPriority(m.parseMetrics('ollama_proxy_admission_waiting 2.0\\n'))", None),
+    ("health.js", "[m.quantileBound([[0.1, 1], [1, 10], [Infinity, 10]], 0.95), m.quantileBound([], 0.5)]", [1, None]),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -173,3 +174,23 @@ async def test_the_console_routes_carry_their_names(app_factory: AppFactory) -> 
     _, app = await app_factory({"console": {"path": "/ops/ui/"}})
     named = {r.name: r.resource.canonical for r in app.router.routes() if r.name in ROUTE_NAMES}
     assert named == {"console.file": "/ops/ui/{name}", "console.redirect": "/ops/ui"}
+
+
+# Ways a string can become markup or code in a page; none of them has a place in the console,
+# which builds every node with createElement and text (dom.js, markdown.js).
+UNSAFE_JS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+             "setAttribute(\"on", "srcdoc")
+
+
+@pytest.mark.parametrize("name", [n for n in ASSETS if n.endswith(".js")])
+def test_no_script_builds_markup_from_strings(name: str) -> None:
+    code = "\n".join(line for line in load_assets()[name].body.decode().splitlines()
+                     if not line.lstrip().startswith("//"))  # the comments may name them
+    assert [u for u in UNSAFE_JS if u in code] == []
+
+
+def test_the_page_has_no_inline_handlers_or_scripts() -> None:
+    html = load_assets()["index.html"].body.decode()
+    assert re.findall(r"\son[a-z]+\s*=", html) == []
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
+    assert "style=" not in html

@@ -351,3 +351,19 @@ async def test_metrics_and_the_access_record_count_messages(app_factory: AppFact
     assert total(samples, "requests_total", endpoint="messages.count_tokens", status_code="200") == 1
     records = [r for r in caplog.records if r.name == "proxy.access" and getattr(r, "endpoint", "") == "messages"]
     assert records and records[0].user == "dev-42" and records[0].completion_tokens == 3  # type: ignore[attr-defined]
+
+
+async def test_claude_ids_through_aliases_and_model_defaults(app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    url, _ = await app_factory({"models": {"aliases": {"claude-*": "qwen3:8b"},
+                                           "defaults": {"qwen3*": {"think": "low", "keep_alive": "30m"}}}})
+    async with sdk(url) as c:
+        message = await c.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=USER)
+        async with c.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=USER,
+                                     thinking={"type": "disabled"}) as stream:
+            streamed = await stream.get_final_message()
+        listed = [m.id async for m in c.models.list()]
+    assert message.model == streamed.model == "claude-sonnet-4-5"  # the id asked for, as Anthropic answers
+    first, second = chats(fake_ollama)
+    assert first["model"] == second["model"] == "qwen3:8b" and first["keep_alive"] == "30m"
+    assert first["think"] == "low" and second["think"] is False  # a model default; the client's own wins
+    assert "qwen3:8b" in listed

@@ -5,7 +5,9 @@ from an origin that is not allowed cannot."""
 from __future__ import annotations
 
 import shutil
+import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +113,20 @@ async def test_a_page_from_an_allowed_origin_streams_a_chat_and_a_foreign_one_ca
         await allowed.close()
         await foreign.close()
 
+
+
+async def test_a_localhost_page_streams_a_chat_with_the_shipped_config(
+        app_factory: AppFactory, fake_ollama: FakeOllama, browser: Any) -> None:
+    """The seed's own front end on http://localhost:3000: cors.origins = ["local"] by default."""
+    shipped = tomllib.loads((Path(__file__).parents[2] / "config.toml").read_text())
+    assert shipped["cors"]["origins"] == ["local"]
+    page = await page_server()
+    try:
+        proxy_url, _ = await app_factory(shipped)
+        fake_ollama.push(Reply(content="Hello from localhost"))
+        result = await run_page(browser, f"http://localhost:{page.port}/", proxy_url)
+        assert result["ok"], result
+        assert (result["status"], result["text"]) == (200, "Hello from localhost")
+        assert result["chunks"] > 1
+    finally:
+        await page.close()

@@ -22,16 +22,16 @@ pytestmark = pytest.mark.skipif(not CLAUDE.exists(), reason="the Claude Code CLI
 KEY = new_key()
 
 
-def claude_env(url: str, home: Path, model: str) -> dict[str, str]:
-    """What a user sets (docs/agents.md's snippet), plus a throwaway home."""
-    return {
+def claude_env(url: str, home: Path, model: str | None) -> dict[str, str]:
+    """What a user sets (docs/agents.md's snippet), plus a throwaway home; no model: Claude
+    Code's own ids, for the proxy's aliases to map."""
+    named = {"ANTHROPIC_MODEL": model, "ANTHROPIC_DEFAULT_HAIKU_MODEL": model} if model else {}
+    return {**named,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
         "ANTHROPIC_BASE_URL": url,
         "ANTHROPIC_API_KEY": KEY,
-        "ANTHROPIC_MODEL": model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
@@ -40,12 +40,12 @@ def claude_env(url: str, home: Path, model: str) -> dict[str, str]:
     }
 
 
-async def run_claude(url: str, tmp: Path, prompt: str, model: str, *, flag: bool) -> tuple[int, str, str]:
-    """``claude -p``, the model named by ``--model`` (``flag``) or by ``ANTHROPIC_MODEL``."""
+async def run_claude(url: str, tmp: Path, prompt: str, model: str | None, *, flag: bool) -> tuple[int, str, str]:
+    """``claude -p``, the model named by ``--model`` (``flag``), by ``ANTHROPIC_MODEL``, or not."""
     work = tmp / "work"
     work.mkdir()
     process = await asyncio.create_subprocess_exec(
-        str(CLAUDE), "-p", prompt, *(("--model", model) if flag else ()), "--allowedTools", "Write,Bash",
+        str(CLAUDE), "-p", prompt, *(("--model", model) if flag and model else ()), "--allowedTools", "Write,Bash",
         cwd=work, env=claude_env(url, tmp / "home", model), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
@@ -93,3 +93,19 @@ async def test_claude_p_writes_a_file_through_the_proxy(app_factory: AppFactory,
     assert assistant["tool_calls"][0]["function"] == {"name": call.name, "arguments": call.arguments}
     # Claude Code asks for thinking with display "omitted": the text came back in the signature.
     assert assistant.get("thinking") == reasoning
+
+
+async def test_claude_codes_own_model_ids_reach_ollama_through_an_alias(app_factory: AppFactory,
+                                                                       fake_ollama: FakeOllama, tmp_path: Path) -> None:
+    url, _ = await app_factory({"auth": {"keys": [{"id": "claude", "sha256": hash_key(KEY)}]},
+                                "models": {"aliases": {"claude-*": "llama3.2"},
+                                           "defaults": {"*": {"options": {"num_ctx": 32768}}}}})
+    target = tmp_path / "work" / "hello.txt"
+    fake_ollama.push(Reply(content="", tool_calls=[ToolCall("Write", {"file_path": str(target), "content": "hi\n"})]),
+                     Reply(content="Done."))
+    status, out, err = await run_claude(url, tmp_path, "Create hello.txt", None, flag=False)
+    assert status == 0, (out, err)
+    assert target.read_text() == "hi\n" and "Done." in out
+    bodies = chat_bodies(fake_ollama)
+    assert [b["model"] for b in bodies] == ["llama3.2", "llama3.2"]  # from Claude Code's own claude-… id
+    assert all(b["options"]["num_ctx"] == 32768 for b in bodies)

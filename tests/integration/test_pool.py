@@ -27,8 +27,9 @@ from tests.fake_ollama import FakeOllama, Reply
 
 LLAMA, QWEN, EMBED, GEMMA = "llama3.2:latest", "qwen3:8b", "nomic-embed-text:latest", "hf.co/org/repo:Q4_K_M"
 MODELS = {"a": [LLAMA, QWEN], "b": [LLAMA, EMBED], "c": [LLAMA, GEMMA]}
-FAST = {"probe_interval": 0.05, "probe_timeout": 1.0, "discovery_interval": 0.1, "discovery_timeout": 1.0,
-        "eject_after": 3, "eject_base": 0.3, "eject_max": 1.0}
+# X-Upstream is off by default; these tests read which server answered from it.
+FAST = {"expose_upstream": True, "probe_interval": 0.05, "probe_timeout": 1.0, "discovery_interval": 0.1,
+        "discovery_timeout": 1.0, "eject_after": 3, "eject_base": 0.3, "eject_max": 1.0}
 USER = [{"role": "user", "content": "hi"}]
 WAIT = 10.0  # bound on any wait for the pool to notice something (never reached when it works)
 
@@ -345,8 +346,7 @@ async def test_a_single_server_is_used_directly_with_no_background_calls(
         proxy_url: str, fake_ollama: FakeOllama) -> None:
     async with sdk(proxy_url) as client:
         served = await chat(client)
-    host = fake_ollama.url.removeprefix("http://")
-    assert served == host
+    assert served == "None"  # X-Upstream is off by default: no header names the server
     assert set(fake_ollama.counts) == {"/api/chat"}  # no probes, no /api/tags, no /api/ps
 
 

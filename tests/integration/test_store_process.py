@@ -42,7 +42,8 @@ async def test_sigterm_flushes_usage_and_the_cli_reads_it(fake_ollama: FakeOllam
             process.kill()
             await process.wait()
     assert process.stderr is not None
-    assert b"Traceback" not in await process.stderr.read()
+    stderr = await process.stderr.read()
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")[-4000:]
     assert (tmp_path / "proxy.db").exists()  # beside the config file, not in the working directory
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "usage", "--config", str(config), "--by", "model", "--format", "json",

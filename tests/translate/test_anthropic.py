@@ -202,13 +202,13 @@ def test_tool_choice() -> None:
 
 
 @pytest.mark.parametrize("thinking, output, think", [
-    (None, None, False),  # no thinking asked: none, as on Anthropic's API
+    (None, None, None),  # no thinking asked: the handler sends false (or the model's default)
     ({"type": "disabled"}, None, False),
     ({"type": "enabled", "budget_tokens": 2048}, None, True),
     ({"type": "adaptive"}, None, True),
     ({"type": "adaptive"}, {"effort": "low"}, "low"),
     ({"type": "adaptive", "display": "omitted"}, {"effort": "max"}, "high"),
-    (None, {"effort": "medium"}, False),  # effort alone enables nothing
+    (None, {"effort": "medium"}, None),  # effort alone enables nothing
 ])
 def test_thinking_and_effort_to_think(thinking: Any, output: Any, think: Any) -> None:
     fields = {k: v for k, v in (("thinking", thinking), ("output_config", output)) if v is not None}
@@ -222,7 +222,7 @@ def test_sampling_stops_metadata_and_no_effect_fields() -> None:
     assert request.body["options"] == {"num_predict": 64, "temperature": 0.2, "top_p": 0.9, "top_k": 40}
     assert request.stop_sequences == ("END", "\n\n")  # matched by the proxy, not sent
     assert request.user_id == "u-1" and request.body["format"] == {"type": "object"}
-    assert set(request.body) == {"model", "messages", "stream", "options", "format", "think"}
+    assert set(request.body) == {"model", "messages", "stream", "options", "format"}
 
 
 @pytest.mark.parametrize("fields, param", [

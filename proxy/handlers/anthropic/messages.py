@@ -14,6 +14,7 @@ from ...caller import caller
 from ...errors import UpstreamError
 from ...inbound import expect_guard
 from ...middleware import request_id
+from ...models import fill_defaults, resolve_model
 from ...outcome import account
 from ...translate.anthropic import (
     PING,
@@ -54,16 +55,21 @@ def add_anthropic_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens, expect_handler=expect_guard)
 
 
-async def _translated(request: web.Request, body: dict[str, Any]) -> tuple[MessagesRequest, Signer, dict[str, Any]]:
-    """The request checked against ``[limits]`` and translated; Ollama's body with defaults."""
-    if "model" in body:
-        body["model"] = _ollama_model(request, body["model"])
-    limits = request.app[VALIDATOR].check(body)
+async def _translated(request: web.Request,
+                      body: dict[str, Any]) -> tuple[MessagesRequest, Signer, dict[str, Any], str]:
+    """The request checked against ``[limits]`` and translated: Ollama's body with the model's
+    defaults, and the model name the client asked for (an alias's, as Anthropic answers it)."""
+    names = resolve_model(request, body)  # [models.aliases]: body["model"] is Ollama's model now
+    limits = request.app[VALIDATOR].check(body, names.requested)
     signer = Signer(request.app[SIGNING_SECRET], caller(request).key_id)
     refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
     messages = from_anthropic(body, signer, refuse_server_tools=refuse)
     await check_ollama_extras(request, messages.body, limits)
-    return messages, signer, with_defaults(await _thinking_if_able(request, messages.body), limits)
+    ollama = await fill_defaults(request, messages.body, limits)
+    if "think" not in ollama:
+        ollama = {**ollama, "think": False}  # no thinking asked (nor a model default): none, as Anthropic
+    ollama = with_defaults(await _thinking_if_able(request, ollama), limits)
+    return messages, signer, ollama, names.requested or messages.model
 
 
 async def _thinking_if_able(request: web.Request, ollama: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +85,6 @@ async def _thinking_if_able(request: web.Request, ollama: dict[str, Any]) -> dic
     return {key: value for key, value in ollama.items() if key != "think"}
 
 
-def _ollama_model(request: web.Request, model: Any) -> Any:
-    """The Ollama model a Messages body names: the one place its ``model`` is read, where a
-    ``claude-*`` alias is to be mapped (model aliases, issue 19); as sent until then."""
-    return model
-
-
 def _headers(request: web.Request, messages: MessagesRequest) -> dict[str, str]:
     headers = {"request-id": request_id(request)}
     if messages.dropped:
@@ -96,10 +96,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     client = request.app[CLIENT]
     body = await read_json_object(request)
-    messages, signer, ollama = await _translated(request, body)
+    messages, signer, ollama, requested = await _translated(request, body)
     del body  # translated; a long conversation is not held twice
     model = messages.model
-    ctx = MessageContext(new_id("msg_"), model, lambda: new_id("toolu_"), signer)
+    ctx = MessageContext(new_id("msg_"), requested, lambda: new_id("toolu_"), signer)
     shape = AnswerShape(messages.forced, messages.one_tool_call, messages.show_thinking, messages.stop_sequences)
     headers = _headers(request, messages)
     async with (
@@ -160,7 +160,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     client = request.app[CLIENT]
     body = await read_json_object(request)
     body.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens
-    messages, _, ollama = await _translated(request, body)
+    messages, _, ollama, _ = await _translated(request, body)
     del body
     ollama = {**ollama, "stream": False, "options": {**(ollama.get("options") or {}), "num_predict": 1}}
     async with (

@@ -99,7 +99,9 @@ def from_anthropic(body: dict[str, Any], signer: Signer, *, refuse_server_tools:
     fmt = _format(output, body)
     if fmt is not None and forced is None:
         ollama["format"] = fmt
-    ollama["think"], show = to_think(obj(body, "thinking"), output)
+    think, show = to_think(obj(body, "thinking"), output)
+    if think is not None:
+        ollama["think"] = think
     alive = keep_alive(body)
     if alive is not None:
         ollama["keep_alive"] = alive
@@ -137,10 +139,11 @@ def _format(output: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, An
     return require(obj(spec, "schema", f"{param}.schema"), f"{param}.schema")  # type: ignore[no-any-return]
 
 
-def to_think(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> tuple[bool | str, bool]:
+def to_think(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> tuple[bool | str | None, bool]:
     """``thinking`` and ``output_config.effort`` → Ollama ``think``, and whether the thinking
-    text is shown (``display``). As on Anthropic's API, no ``thinking`` is no thinking (effort
-    alone shapes the answer, it enables nothing): ``think: false``."""
+    text is shown (``display``). No ``thinking`` is None: the handler makes it ``false`` unless
+    a per-model default says otherwise (on Anthropic's API no thinking is asked, none is done;
+    effort alone shapes the answer, it enables nothing)."""
     effort = string(output, "effort", "output_config.effort") if output else None
     level: str | None = None
     if effort is not None:
@@ -149,7 +152,7 @@ def to_think(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> 
             raise InvalidRequest(f"'output_config.effort' must be one of {allowed}.", param="output_config.effort")
         level = THINK_FOR_EFFORT[effort]
     if thinking is None:
-        return False, True
+        return None, True
     kind = thinking.get("type")
     display = string(thinking, "display", "thinking.display")
     if display not in (None, "summarized", "omitted"):
