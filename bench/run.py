@@ -905,6 +905,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="short windows, 1,000 instead of 5,000 held streams"
     )
     ap.add_argument(
+        "--no-batch-row", action="store_true",
+        help="skip the batch_wait row (a live request's latency while a 1,000-line batch runs)"
+    )
+    ap.add_argument(
         "--only",
         action="append",
         default=[],
@@ -1069,6 +1073,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(result))
     print(LEGEND)
+    if not a.no_batch_row:  # its own processes, after the table's: a live request beside a batch
+        from bench import batch_wait
+
+        try:
+            result["batch_wait"] = batch_wait.measure()
+            print(batch_wait.render(result["batch_wait"]))
+        except (RuntimeError, OSError) as e:
+            errors.append(f"batch_wait: {e}")
     overhead = metrics_overhead(result)
     if overhead:
         print(overhead)

@@ -11,6 +11,7 @@ from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
+from .handlers import batches
 from .handlers.anthropic import add_anthropic_routes
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
@@ -33,6 +34,7 @@ from .handlers.stored import (
 )
 from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, expect_guard, server_settings
+from .jobs.runner import batch_runner_ctx
 from .middleware import error_middleware
 from .models import MODELS, ModelTable, alias_not_found
 from .observe import install as install_observability
@@ -91,10 +93,25 @@ def create_app(config: Config) -> web.Application:
         app.router.add_route("*", "/api/{path:.*}", passthrough, expect_handler=expect_guard)
     if console_enabled(config):  # static files only; nothing on the API routes' path
         add_console_routes(app, config.console.path)
+    _add_batches(app)  # always routed: with the store off they answer 400 saying so
     if config.store.enabled:
         _add_store(app)
     install_observability(app)  # [metrics], [tracing], the JSON access record: /metrics, middlewares
     return app
+
+
+def _add_batches(app: web.Application) -> None:
+    """The Files and Batch APIs (``proxy/handlers/batches.py``, run by ``proxy/jobs/``)."""
+    r = app.router
+    r.add_post("/v1/files", batches.create_file, expect_handler=expect_guard)
+    r.add_get("/v1/files", batches.list_files)
+    r.add_get("/v1/files/{file_id}", batches.retrieve_file)
+    r.add_delete("/v1/files/{file_id}", batches.delete_file)
+    r.add_get("/v1/files/{file_id}/content", batches.file_content)
+    r.add_post("/v1/batches", batches.create_batch, expect_handler=expect_guard)
+    r.add_get("/v1/batches", batches.list_batches)
+    r.add_get("/v1/batches/{batch_id}", batches.retrieve_batch)
+    r.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch, name="batches.cancel")
 
 
 def _add_store(app: web.Application) -> None:
@@ -107,6 +124,8 @@ def _add_store(app: web.Application) -> None:
     app.router.add_get("/v1/chat/completions/{id}/messages", list_messages)
     app.router.add_get("/v1/organization/usage/completions", completions_usage)
     app.router.add_get("/v1/organization/usage/embeddings", embeddings_usage)
+    if app[CONFIG].batches.enabled:
+        app.cleanup_ctx.append(batch_runner_ctx)  # after the store: stopped before it closes
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

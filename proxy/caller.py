@@ -26,6 +26,7 @@ class Caller:
     key_id: str
     role: Role = "user"
     authenticated: bool = False
+    batch: bool = False  # a line of a batch, run by the proxy for this key (usage marks it)
 
     @property
     def is_admin(self) -> bool:

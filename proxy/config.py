@@ -240,6 +240,24 @@ class AdmissionConfig:
     max_queue: int = checked(256, lambda v: v >= 0, ">= 0")
     queue_timeout: float = checked(30.0, _positive, "> 0")
     retry_after: int = checked(1, lambda v: v >= 1, ">= 1")
+    # Fair queuing (proxy/fairqueue.py): a waiter queued this long goes before every class
+    # (0: strict classes, low may starve); at most this many waiting per key (0: no own bound).
+    priority_aging: float = checked(10.0, lambda v: v >= 0, ">= 0")
+    max_queue_per_key: int = checked(0, lambda v: v >= 0, ">= 0")
+
+
+@dataclass(frozen=True)
+class BatchesConfig:
+    """The Batch API (``proxy/jobs/``; needs ``[store]``): lines run at a time per process, how
+    long a claimed line is held before another runner may take it, how often the runner looks
+    for work, the most lines a batch may hold, and how long ``completion_window = "24h"`` lasts."""
+
+    enabled: bool = True
+    concurrency: int = checked(2, lambda v: 1 <= v <= 256, "between 1 and 256")
+    lease: float = checked(60.0, _positive, "> 0")
+    poll_interval: float = checked(1.0, _positive, "> 0")
+    max_lines: int = checked(50_000, lambda v: v >= 1, ">= 1")
+    window: float = checked(86_400.0, _positive, "> 0")
 
 
 @dataclass(frozen=True)
@@ -528,6 +546,11 @@ class KeyConfig:
     enabled: bool = True
     role: Literal["user", "admin"] = "user"
     model_limits: dict[str, ModelRateLimits] = field(default_factory=dict)
+    # Fair queuing: this key's share of contended slots, its class when a request names none
+    # (or "auto"), and the highest class its requests may ask for with service_tier.
+    weight: float = checked(1.0, lambda v: 0 < v <= 1000, "> 0 and <= 1000")
+    priority: Literal["high", "default", "low"] = "default"
+    max_priority: Literal["high", "default", "low"] = "default"
 
 
 @dataclass(frozen=True)
@@ -610,6 +633,7 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     console: ConsoleConfig = ConsoleConfig()
     store: StoreConfig = StoreConfig()
+    batches: BatchesConfig = BatchesConfig()
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     auth: AuthConfig = AuthConfig()

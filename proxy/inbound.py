@@ -183,9 +183,10 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     if encoding is not None:
         raw = inflate(raw, encoding, max_bytes)
         request[BODY] = raw
-    if not request.path.startswith("/api/blobs/"):
+    if not request.path.startswith(("/api/blobs/", "/v1/files")):
         # Every JSON body (the /v1 routes and the /api/* pass-through, which parses and
-        # re-serialises it) is shape-checked before a parser sees it; a blob upload is binary.
+        # re-serialises it) is shape-checked before a parser sees it; a blob upload is binary,
+        # a batch file a multipart upload (each of its lines is checked when it runs).
         request.app[VALIDATOR].check_raw(raw)
     return await handler(request)
 

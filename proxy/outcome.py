@@ -143,7 +143,8 @@ class Accounting:
 def account(request: web.Request, endpoint: str, model: str, *, stream: bool = False) -> Accounting:
     """The accounting context for one request to Ollama for ``model``."""
     requested = request.get(REQUESTED_MODEL)
-    outcome = Outcome(endpoint, model, caller(request).key_id, stream,
+    who = caller(request)
+    outcome = Outcome("batch." + endpoint if who.batch else endpoint, model, who.key_id, stream,
                       requested if requested is not None and requested != model else "")
     request[OUTCOME] = outcome
     collected = request.get(REQUEST_OUTCOMES)

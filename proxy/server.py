@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import sys
 from multiprocessing.connection import wait
@@ -15,6 +16,7 @@ from aiohttp import web, web_response
 from .access.reload import reload_on_sighup
 from .app import create_app
 from .config import Config
+from .jobs.secret import SECRET_ENV
 from .logs import setup_logging
 from .middleware import SERVER_NAME
 from .observe import structured_access
@@ -90,6 +92,8 @@ def supervise(config: Config, source: str | None = None) -> int:
 
 def _run_workers(config: Config, source: str | None, metrics_dir: MultiprocDir | None) -> int:
     spawn = multiprocessing.get_context("spawn")
+    # One batch-runner secret for every worker: a runner's loopback request may reach any of them.
+    os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
     workers = [spawn.Process(target=serve, args=(config, source), name=f"worker-{i}")
                for i in range(config.server.workers)]
     stopping = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,8 +26,8 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..admission import Admission
-from ..appkeys import CONFIG, VALIDATOR
+from ..admission import SERVICE_TIER, Admission, Share, tier_class
+from ..appkeys import ADMISSION, CONFIG, VALIDATOR
 from ..caller import ANONYMOUS, CALLER, Caller
 from ..config import AdmissionConfig, Config
 from ..errors import (
@@ -35,8 +36,11 @@ from ..errors import (
     PermissionDenied,
     RateLimited,
     RateLimitExceeded,
+    Unauthorized,
     UnsupportedMediaType,
 )
+from ..fairqueue import DEFAULT, HIGH, LOW
+from ..jobs.secret import BATCH_HEADER, process_secret, read_line_header
 from ..models import resolve_model
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
@@ -58,6 +62,9 @@ __all__ = ["ACCESS", "KEY", "AccessState", "access_ctx", "access_guard", "decora
 log = logging.getLogger("proxy.access")
 
 KEY = web.RequestKey("api_key", Key)
+# Set on a request the batch runner sends for one line of a batch (proxy/jobs/): it runs as the
+# batch owner's key, always in the low class.
+BATCH_LINE = web.RequestKey("batch_line", str)
 _ORIGIN = web.RequestKey("cors_origin", str)
 _RATE = web.RequestKey("rate_headers", tuple)
 _USER_ANONYMOUS = Caller("anonymous", "user")
@@ -76,12 +83,14 @@ class AccessState:
         self.admission = config.admission
         self.workers = config.server.workers
         self.loopback = is_loopback(config.server.host)
+        self.batch_secret = process_secret()
         self.reload(config)
 
     def reload(self, config: Config) -> None:
         """Take the keys and limits of ``config``; requests in flight keep what they found."""
         keys = KeyTable(config.auth)
         self.keys = keys
+        self.by_id = {k.id: k for k in keys.by_hash.values()}  # a batch line names its owner by id
         self.anonymous: Caller | None = None
         if not keys or config.auth.allow_anonymous:
             # The operator on loopback with no keys is the one asking (protected mode); anyone
@@ -89,12 +98,33 @@ class AccessState:
             self.anonymous = ANONYMOUS if (not keys and self.loopback) else _USER_ANONYMOUS
         self.slots = {k.id: Admission(_key_admission(self.admission, k.max_concurrent, self.workers))
                       for k in keys.by_hash.values() if k.max_concurrent}
+        for admission in self.slots.values():
+            admission.share = self.share_of
+
+    def share_of(self, request: web.Request | None) -> Share:
+        """Whose a waiting request is, its weight and its class (``Admission.share``): its key;
+        without one, every anonymous caller is one party when keys are configured, and each
+        client address its own party when there are none (then any caller may ask for high)."""
+        if request is None:
+            return "anonymous", 1.0, DEFAULT
+        key = request.get(KEY)
+        tier = request.get(SERVICE_TIER)
+        if key is not None:
+            party, weight, priority = key.id, key.weight, tier_class(tier, key.priority, key.max_priority)
+        elif self.keys:
+            party, weight, priority = "anonymous", 1.0, tier_class(tier, DEFAULT, DEFAULT)
+        else:
+            party, weight, priority = f"anonymous {request.remote}", 1.0, tier_class(tier, DEFAULT, HIGH)
+        if BATCH_LINE in request:
+            priority = LOW
+        return party, weight, priority
 
 
 def _key_admission(base: AdmissionConfig, max_concurrent: int, workers: int) -> AdmissionConfig:
     per_worker = max(1, max_concurrent // workers)  # counted per process, like [admission]
     return AdmissionConfig(max_concurrent=per_worker, max_queue=base.max_queue,
-                           queue_timeout=base.queue_timeout, retry_after=base.retry_after)
+                           queue_timeout=base.queue_timeout, retry_after=base.retry_after,
+                           priority_aging=base.priority_aging)
 
 
 ACCESS = web.AppKey("access", AccessState)
@@ -123,6 +153,9 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
     if not host_allowed(headers.get("Host"), state.hosts):
         raise PermissionDenied("The Host header names a host this proxy does not serve (server.allowed_hosts).",
                                code="host_not_allowed")
+    line = headers.get(BATCH_HEADER)
+    if line is not None:  # the batch runner's own request, or a forgery (401)
+        return await _batch_line(request, handler, state, line)
     policy = policy_for(request.method, request.path, request.match_info.route.name)
     if request.path in _READINESS and state.limiter.name == "redis":
         return _with_limiter(state, await handler(request), await state.limiter.ping())
@@ -146,6 +179,25 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 _READINESS = frozenset({"/readyz", "/v1/health"})
+
+
+async def _batch_line(request: web.Request, handler: Handler, state: AccessState, value: str) -> web.StreamResponse:
+    """A line of a batch, sent by this proxy's runner over loopback: it acts as the batch owner's
+    key (which must still be valid), in the low class; every later gate applies as to any request."""
+    found = read_line_header(value, state.batch_secret)
+    if found is None:
+        raise Unauthorized("Invalid batch runner credentials.")
+    batch_id, key_id = found
+    request[BATCH_LINE] = batch_id
+    key = state.by_id.get(key_id)
+    if key is None and key_id == "anonymous" and state.anonymous is not None:
+        request[CALLER] = Caller("anonymous", "user", batch=True)
+        return await handler(request)
+    if key is None or not key.enabled or (key.expires is not None and time.time() >= key.expires):
+        raise Unauthorized(f"The key {key_id} that owns batch {batch_id} is no longer valid.")
+    request[KEY] = key
+    request[CALLER] = Caller(key.id, "admin" if key.role == "admin" else "user", authenticated=True, batch=True)
+    return await handler(request)
 
 
 def _with_limiter(state: AccessState, response: web.StreamResponse, reachable: bool) -> web.StreamResponse:
@@ -196,7 +248,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     if slot is None:
         return await _metered(request, handler, state, limits, model, prompt, reserved)
     try:
-        async with slot.slot(""):  # one bound per key, whatever the model
+        async with slot.slot("", request):  # one bound per key, whatever the model
             return await _metered(request, handler, state, limits, model, prompt, reserved)
     except RateLimitExceeded:
         raise
@@ -307,6 +359,7 @@ async def access_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RedisLimiter(config.ratelimit.url, config.ratelimit.timeout)
     else:
         limiter = MemoryLimiter(config.server.workers)
-    app[ACCESS] = AccessState(config, limiter)
+    app[ACCESS] = state = AccessState(config, limiter)
+    app[ADMISSION].share = state.share_of  # who a waiting request is: its key, weight and class
     yield
     await limiter.close()

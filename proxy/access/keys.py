@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..config import AuthConfig, KeyConfig, rfc3339_epoch
 from ..errors import Unauthorized
+from ..fairqueue import priority_index
 from ..modelglob import Globs
 
 __all__ = ["Key", "KeyTable", "Limits", "hash_key", "mask", "new_key", "presented_key"]
@@ -81,6 +82,9 @@ class Key:
     max_concurrent: int
     expires: float | None
     enabled: bool
+    weight: float = 1.0  # fair queuing: share, default class, highest class (proxy/fairqueue.py)
+    priority: int = 1
+    max_priority: int = 1
 
     @classmethod
     def from_config(cls, k: KeyConfig) -> Key:
@@ -90,7 +94,8 @@ class Key:
             for pattern, m in k.model_limits.items())
         expires = rfc3339_epoch(k.expires_at) if k.expires_at is not None else None
         return cls(k.id, k.sha256, k.role, Globs(k.models), Limits(k.id, k.rpm, k.tpm), per_model,
-                   k.max_concurrent, expires, k.enabled)
+                   k.max_concurrent, expires, k.enabled, k.weight, priority_index(k.priority),
+                   priority_index(k.max_priority))
 
     def allows(self, model: str) -> bool:
         """Whether this key may use ``model`` (the proxy's own gates apply besides)."""

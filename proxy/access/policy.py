@@ -36,6 +36,8 @@ EXCEPTIONS: dict[str, Policy] = {
     "/api/embed": EMBEDDING,
     "/api/embeddings": EMBEDDING,
     "/api/show": JSON_ONLY,
+    "/v1/files": READ,  # a multipart upload: no JSON, no inference
+    "/v1/batches": JSON_ONLY,  # its lines are metered one by one when they run
 }
 
 
@@ -44,6 +46,7 @@ EXCEPTIONS: dict[str, Policy] = {
 NAMED: dict[str, Policy] = {
     "console.file": PUBLIC,
     "console.redirect": PUBLIC,
+    "batches.cancel": JSON_ONLY,
 }
 
 

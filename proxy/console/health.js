@@ -118,7 +118,7 @@ export function quantileBound(buckets, q) {
 /**
  * The admission queue per priority class (fair queuing): [{priority, waiting, admitted,
  * meanWait, p95Wait}] in the order high, default, low (then any other), and per key
- * [{key, priority, waiting}] when the gauge carries a key label; null when the proxy exports no
+ * [{key, priority, waiting}] when the gauge carries a key_id label (per-key labels on); null when the proxy exports no
  * priority labels (no fair queuing).
  */
 export function queueByPriority({ samples }) {
@@ -128,7 +128,7 @@ export function queueByPriority({ samples }) {
   const names = [...new Set([...waiting, ...waits].map((s) => s.labels.priority))]
     .sort((a, b) => (PRIORITIES.indexOf(a) + 1 || 99) - (PRIORITIES.indexOf(b) + 1 || 99) || a.localeCompare(b));
   const classes = names.map((priority) => {
-    const mine = waits.filter((s) => s.labels.priority === priority && s.labels.key === undefined);
+    const mine = waits.filter((s) => s.labels.priority === priority && s.labels.key_id === undefined);
     const count = mine.filter((s) => s.name === `${WAIT}_count`).reduce((a, s) => a + s.value, 0);
     const sum = mine.filter((s) => s.name === `${WAIT}_sum`).reduce((a, s) => a + s.value, 0);
     const buckets = mine.filter((s) => s.name === `${WAIT}_bucket`).map((s) => [Number(s.labels.le === "+Inf" ? Infinity : s.labels.le), s.value]);
@@ -140,8 +140,8 @@ export function queueByPriority({ samples }) {
       p95Wait: quantileBound(buckets, 0.95),
     };
   });
-  const keys = waiting.filter((s) => s.labels.key !== undefined)
-    .map((s) => ({ key: s.labels.key, priority: s.labels.priority, waiting: s.value }))
+  const keys = waiting.filter((s) => s.labels.key_id !== undefined)
+    .map((s) => ({ key: s.labels.key_id, priority: s.labels.priority, waiting: s.value }))
     .sort((a, b) => b.waiting - a.waiting || a.key.localeCompare(b.key));
   return { classes, keys };
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..admission import SERVICE_TIER, answer_tier, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE_SERVICE, VALIDATOR
 from ..caller import caller
 from ..errors import UnsupportedParameter
@@ -48,6 +49,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     names = resolve_model(request, body)  # [models.aliases]: body["model"] is Ollama's model now
     limits = request.app[VALIDATOR].check(body, names.requested)  # the [limits] table, before translation
+    tier = requested_tier(body)
+    if tier is not None:  # read by admission only if the request has to wait
+        request[SERVICE_TIER] = tier
     chat = from_openai(body)
     await check_ollama_extras(request, chat.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(await fill_defaults(request, chat.body, limits), limits)
@@ -64,6 +68,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         created=int(time.time()),
         model=names.requested,  # the id the client asked for, as OpenAI answers
         new_call_id=_recording(call_ids) if keep and chat.stream else (lambda: new_id("call_")),
+        service_tier=None if tier is None else answer_tier(request.app[ADMISSION].priority_of(request)),
     )
     camel = config.response.keys == "camel"
     shape = ReplyShape(reasoning_keys(config.response.reasoning_field), chat.one_tool_call, chat.forced)
@@ -89,7 +94,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 if any(state.error is not None for state in states):
                     outcome.error = outcome.error or "mid_stream"
     async with (
-        request.app[ADMISSION].slot(chat.model),  # given back however the answer ends
+        request.app[ADMISSION].slot(chat.model, request),  # given back however the answer ends
         account(request, "chat.completions", chat.model, stream=chat.stream) as outcome,
     ):
         if not chat.stream:

@@ -41,7 +41,7 @@ async def whole_answers(request: web.Request, model: str, bodies: list[dict[str,
     admission = request.app[ADMISSION]
 
     async def one(body: dict[str, Any]) -> dict[str, Any]:
-        async with admission.slot(model):
+        async with admission.slot(model, request):
             return whole_answer(await client.request_json("POST", "/api/chat", body))
 
     return await all_of([one(body) for body in bodies])
@@ -127,7 +127,7 @@ async def _pump(request: web.Request, model: str, body: dict[str, Any], state: S
     """One choice: its slot, its upstream request, its frames onto ``queue``, then its end."""
     client = request.app[CLIENT]
     try:
-        async with request.app[ADMISSION].slot(model):
+        async with request.app[ADMISSION].slot(model, request):
             call = client.open("POST", "/api/chat", body)
             del body
             async with call as upstream:

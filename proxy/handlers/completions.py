@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from ..admission import SERVICE_TIER, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..models import fill_defaults, resolve_model
 from ..outcome import account
@@ -36,13 +37,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     names = resolve_model(request, body)  # [models.aliases], before the gates
     limits = request.app[VALIDATOR].check(body, names.requested)  # gates and the [limits] table, as for chat
+    tier = requested_tier(body)  # its class in the queue (a legacy completion does not echo it)
+    if tier is not None:
+        request[SERVICE_TIER] = tier
     completion = from_openai(body)
     ctx = CompletionContext(id=new_id("cmpl-"), created=int(time.time()), model=names.requested)
     camel = config.response.keys == "camel"
     await check_ollama_extras(request, completion.body, limits)  # options.*, num_ctx, keep_alive
     ollama = with_defaults(await fill_defaults(request, completion.body, limits), limits)
     async with (
-        request.app[ADMISSION].slot(completion.model),
+        request.app[ADMISSION].slot(completion.model, request),
         account(request, "completions", completion.model, stream=completion.stream) as outcome,
     ):
         if not completion.stream:

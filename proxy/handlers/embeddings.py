@@ -23,7 +23,7 @@ async def embeddings(request: web.Request) -> web.Response:
     await check_ollama_extras(request, embed.body, limits)  # options.*, num_ctx, keep_alive
     embed = dataclasses.replace(embed, body=await fill_defaults(request, embed.body, limits))
     async with (
-        request.app[ADMISSION].slot(embed.model),
+        request.app[ADMISSION].slot(embed.model, request),
         account(request, "embeddings", embed.model) as outcome,
     ):
         data = await request.app[CLIENT].request_json("POST", "/api/embed", embed.body)

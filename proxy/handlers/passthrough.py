@@ -140,7 +140,7 @@ async def _relay(request: web.Request, target: str, data: bytes, headers: dict[s
     client = request.app[CLIENT]
     rid = request_id(request)
     async with (
-        request.app[ADMISSION].slot(model) if model is not None else contextlib.nullcontext(),
+        request.app[ADMISSION].slot(model, request) if model is not None else contextlib.nullcontext(),
         # No decompression: the body bytes go to the client exactly as Ollama sent them.
         client.send(request.method, target, data=data or None, headers=headers, auto_decompress=False,
                     encoded=True) as upstream,

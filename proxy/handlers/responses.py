@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..admission import SERVICE_TIER, answer_tier, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
@@ -72,6 +73,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     names = resolve_model(request, body)  # [models.aliases], before the gates
     limits = request.app[VALIDATOR].check(body, names.requested)  # the [limits] table, before translation
+    tier = requested_tier(body)
+    if tier is not None:  # read by admission only if the request has to wait
+        request[SERVICE_TIER] = tier
     records = request.app.get(RESPONSE_RECORDS)
     key_id = caller(request).key_id
     history = await _history(records, previous_response_id(body), key_id)
@@ -85,11 +89,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if records is not None and _keeps(records, req):  # `is not None`: a store may define __len__
         keep = Keeping(records, key_id, req.input_items, req.messages)
     response = skeleton(req, ctx, stored=keep is not None)
+    if tier is not None:  # the class it ran in, as OpenAI reports it
+        response["service_tier"] = answer_tier(request.app[ADMISSION].priority_of(request))
     ollama = with_defaults(await fill_defaults(request, req.body, limits), limits)
     model, stream, sealed = req.model, req.stream, req.sealed_reasoning
     del req  # translated; what the store needs is in `keep`, the rest is not held for the stream
     async with (
-        request.app[ADMISSION].slot(model),  # given back however the answer ends
+        request.app[ADMISSION].slot(model, request),  # given back however the answer ends
         account(request, "responses", model, stream=stream) as outcome,
     ):
         if not stream:

@@ -34,7 +34,7 @@ __all__ = ["completions_usage", "embeddings_usage", "parse_usage_query"]
 # OpenAI's default and maximum number of buckets per page, per width.
 LIMITS = {"1h": (24, 168), "1d": (7, 31)}
 # Filters and groupings OpenAI defines that have no meaning here (no projects, users, batches).
-NO_SUCH = ("project_ids", "user_ids", "batch", "service_tiers")
+NO_SUCH = ("project_ids", "user_ids", "service_tiers")
 
 
 async def completions_usage(request: web.Request) -> web.Response:
@@ -93,10 +93,20 @@ def parse_usage_query(query: MultiMapping[str], now: Callable[[], float]) -> Usa
     group_by = _many(query, "group_by")
     for group in group_by:
         if group not in GROUPS:
-            raise InvalidRequest(f"'group_by' may hold 'model' and 'api_key_id', got '{group[:64]}'.",
+            raise InvalidRequest(f"'group_by' may hold 'model', 'api_key_id' and 'batch', got '{group[:64]}'.",
                                  param="group_by")
     return UsageQuery(first, end, width, int(raw_limit) if raw_limit else default, tuple(group_by),
-                      tuple(_many(query, "models")), tuple(_many(query, "api_key_ids")))
+                      tuple(_many(query, "models")), tuple(_many(query, "api_key_ids")), _batch(query))
+
+
+def _batch(query: MultiMapping[str]) -> bool | None:
+    """``batch=true|false``: only batch lines, or only live requests."""
+    value = query.get("batch")
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise InvalidRequest("'batch' must be true or false.", param="batch")
+    return value == "true"
 
 
 def _many(query: MultiMapping[str], name: str) -> list[str]:

@@ -42,7 +42,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from ..admission import Admission, AdmissionRejected
+from ..admission import PRIORITIES, Admission, AdmissionRejected
 from ..caller import caller
 from ..config import MetricsConfig
 from ..errors import ProxyError, RateLimited
@@ -65,6 +65,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0,
                     20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
 RATE_LIMIT_KINDS = ("requests", "tokens", "concurrency")
 _ALIAS_LABELS = 256
+# Admission waits: from no wait worth speaking of to the default queue_timeout and beyond.
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
 
 class Metrics:
@@ -109,6 +111,10 @@ class Metrics:
                               "spent loading the model for a request.", ("model",), TTFT_BUCKETS)
         self.prompt_eval = histogram("upstream_prompt_eval_seconds", "Ollama's prompt_eval_duration: "
                                      "time it spent reading the prompt.", ("model",), TTFT_BUCKETS)
+        self.admission_wait = histogram("admission_wait_seconds", "Time a request queued for an "
+                                        "admission slot, by priority class (requests that found a free "
+                                        "slot at once are not counted).", ("priority",), WAIT_BUCKETS)
+        self._waits = tuple(self.admission_wait.labels(name) for name in PRIORITIES)
         for kind in UPSTREAM_KINDS:
             self.upstream_errors.labels(kind)  # every kind is exported from the start, at 0
         if not key:
@@ -119,14 +125,15 @@ class Metrics:
         self._in_flight: Gauge | None = None
         self._waiting: Gauge | None = None
         self._sampled: set[str] = set()
+        self._sampled_waiting: set[tuple[str, ...]] = set()
         if self.multiprocess_dir is None:
             ProcessCollector(registry=registry)
         else:
             # Written by each worker (``sample``), summed over the live ones at scrape time.
             self._in_flight = Gauge(PREFIX + "requests_in_flight", _IN_FLIGHT_DOC, ("model",),
                                     registry=registry, multiprocess_mode="livesum")
-            self._waiting = Gauge(PREFIX + "admission_waiting", _WAITING_DOC, registry=registry,
-                                  multiprocess_mode="livesum")
+            self._waiting = Gauge(PREFIX + "admission_waiting", _WAITING_DOC, ("priority", *key),
+                                  registry=registry, multiprocess_mode="livesum")
             started = Gauge(PREFIX + "worker_start_time_seconds", "Start time of each live worker "
                             "process (Unix seconds), one series per pid.", registry=registry,
                             multiprocess_mode="liveall")
@@ -221,13 +228,22 @@ class Metrics:
         key = (caller(request).key_id,) if self._per_key else ()
         self._child(self.requests, endpoint, NO_MODEL, str(status), *key).inc()
 
+    def observe_wait(self, priority: int, seconds: float) -> None:
+        """``Admission.on_wait``: a queued request got its slot after ``seconds``."""
+        self._waits[priority].observe(seconds)
+
     # ------------------------------------------------------------------ gauges and scrapes
 
     def sample(self, admission: Admission) -> None:
         """Multiprocess mode: write this worker's in-flight and queue gauges."""
         if self._in_flight is None or self._waiting is None:
             return
-        self._waiting.set(admission.waiting)
+        waiting = _waiting(admission, self._per_key)
+        for gone in self._sampled_waiting - waiting.keys():
+            self._waiting.labels(*gone).set(0)
+        for labels, count in waiting.items():
+            self._waiting.labels(*labels).set(count)
+        self._sampled_waiting = set(waiting)
         now = _by_label(admission, self.labels)
         for model in self._sampled - now.keys():
             self._in_flight.labels(model).set(0)
@@ -259,7 +275,17 @@ class _Series:
 
 
 _IN_FLIGHT_DOC = "Requests holding an admission slot (at Ollama or streaming from it), by model."
-_WAITING_DOC = "Requests queued for an admission slot."
+_WAITING_DOC = "Requests queued for an admission slot, by priority class."
+
+
+def _waiting(admission: Admission, per_key: bool) -> dict[tuple[str, ...], int]:
+    """Queued requests by (priority[, key]): every class at 0 without key labels; with them,
+    the classes and keys that have waiters (an anonymous caller's address is never a label)."""
+    counts: dict[tuple[str, ...], int] = {} if per_key else {(name,): 0 for name in PRIORITIES}
+    for priority, party, count in admission.waiting_by():
+        labels = (priority, party.partition(" ")[0]) if per_key else (priority,)
+        counts[labels] = counts.get(labels, 0) + count
+    return counts
 
 
 def _by_label(admission: Admission, labels: ModelLabels) -> dict[str, int]:
@@ -274,13 +300,18 @@ class LiveGauges(Collector):
     """One process: the in-flight and queue gauges, read from the admission state at scrape
     time, so requests pay nothing for them."""
 
-    def __init__(self, admission: Admission, labels: ModelLabels) -> None:
+    def __init__(self, admission: Admission, labels: ModelLabels, per_key: bool = False) -> None:
         self._admission = admission
         self._labels = labels
+        self._per_key = per_key
 
     def collect(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(PREFIX + "requests_in_flight", _IN_FLIGHT_DOC, labels=("model",))
         for model, count in sorted(_by_label(self._admission, self._labels).items()):
             in_flight.add_metric((model,), count)
         yield in_flight
-        yield GaugeMetricFamily(PREFIX + "admission_waiting", _WAITING_DOC, value=self._admission.waiting)
+        waiting = GaugeMetricFamily(PREFIX + "admission_waiting", _WAITING_DOC,
+                                    labels=("priority", "key_id") if self._per_key else ("priority",))
+        for labels, count in sorted(_waiting(self._admission, self._per_key).items()):
+            waiting.add_metric(labels, count)
+        yield waiting

@@ -56,7 +56,8 @@ def install_metrics(app: web.Application) -> None:
     app[METRICS] = metrics
     app[OUTCOME_LISTENERS].append(metrics.observe)
     if metrics.multiprocess_dir is None:
-        metrics.registry.register(LiveGauges(app[ADMISSION], metrics.labels))
+        metrics.registry.register(LiveGauges(app[ADMISSION], metrics.labels, config.per_key_labels))
+    app[ADMISSION].on_wait = metrics.observe_wait  # only queued requests: the free-slot path pays nothing
     if not config.port:
         app.router.add_get("/metrics", scrape)
     app.cleanup_ctx.append(_metrics_ctx)

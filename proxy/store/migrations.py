@@ -45,6 +45,22 @@ STEPS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE usage_hourly",
         "ALTER TABLE usage_hourly_v2 RENAME TO usage_hourly",
     ),
+    (  # 3: the Batch API (proxy/jobs/): uploaded and produced files, batches, one row per line
+        ("CREATE TABLE files (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, created BIGINT NOT NULL,"
+        " filename TEXT NOT NULL, purpose TEXT NOT NULL, bytes BIGINT NOT NULL, content TEXT NOT NULL)"),
+        "CREATE INDEX files_by_key ON files (key_id, created, id)",
+        ("CREATE TABLE batches (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, created BIGINT NOT NULL,"
+        " status TEXT NOT NULL, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, data TEXT NOT NULL)"),
+        "CREATE INDEX batches_by_key ON batches (key_id, created, id)",
+        "CREATE INDEX batches_by_status ON batches (status)",
+        # One row per input line; its result is written once (done = 0 → 1), so a line run twice
+        # after a crash or a lost lease keeps only the first answer.
+        ("CREATE TABLE batch_lines (batch_id TEXT NOT NULL, line BIGINT NOT NULL, custom_id TEXT NOT NULL,"
+        " body TEXT NOT NULL, done BIGINT NOT NULL DEFAULT 0, status_code BIGINT NOT NULL DEFAULT 0,"
+        " result TEXT, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (batch_id, line))"),
+        "CREATE INDEX batch_lines_pending ON batch_lines (batch_id, done, lease_until)",
+    ),
 )
 
 

@@ -41,6 +41,9 @@ def _rows_changed(status: str) -> int:
 
 
 class PostgresStore(Store):
+    # Row locks for claiming work (the batch runner): concurrent replicas skip each other's rows.
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 

@@ -24,8 +24,10 @@ log = logging.getLogger("proxy.store")
 
 # Which of the proxy's endpoints each Usage API family counts (passthrough is Ollama's native
 # API, outside OpenAI's families: it is in the store and the CLI, not in these buckets).
-COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "messages"})
-EMBEDDING_ENDPOINTS = frozenset({"embeddings"})
+# A batch's lines count under "batch.<endpoint>" (the Usage API's ``batch`` filter and group).
+COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "messages",
+                                  "batch.chat.completions", "batch.completions", "batch.responses"})
+EMBEDDING_ENDPOINTS = frozenset({"embeddings", "batch.embeddings"})
 
 Key = tuple[int, str, str, str, str]  # hour, key id, model, endpoint, requested name ('' if the same)
 
@@ -85,7 +87,7 @@ class UsageBook:
 # ---- OpenAI's Usage API --------------------------------------------------------------------
 
 WIDTHS = {"1h": 3600, "1d": 86400}
-GROUPS = {"model": "model", "api_key_id": "key_id"}
+GROUPS = {"model": "model", "api_key_id": "key_id", "batch": "batch"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class UsageQuery:
     group_by: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     api_key_ids: tuple[str, ...] = ()
+    batch: bool | None = None  # only batch lines (True), only live requests (False), both (None)
 
 
 def buckets(rows: Iterable[UsageRow], query: UsageQuery, endpoints: frozenset[str],
@@ -108,13 +111,16 @@ def buckets(rows: Iterable[UsageRow], query: UsageQuery, endpoints: frozenset[st
     Every bucket in the range is listed, empty ones too (as OpenAI does); results sum the
     hourly rows per the ``group_by`` fields, and fields not grouped by are ``null``.
     """
-    sums: dict[int, dict[tuple[str | None, ...], list[int]]] = {}
+    sums: dict[int, dict[tuple[Any, ...], list[int]]] = {}
     for r in rows:
+        batch = r.endpoint.startswith("batch.")
         if r.endpoint not in endpoints or (query.models and r.model not in query.models) or (
-                query.api_key_ids and r.key_id not in query.api_key_ids):
+                query.api_key_ids and r.key_id not in query.api_key_ids) or (
+                query.batch is not None and batch != query.batch):
             continue
         start = query.start + (r.hour - query.start) // query.width * query.width
-        group = tuple(getattr(r, GROUPS[g]) if g in query.group_by else None for g in ("model", "api_key_id"))
+        group = (r.model if "model" in query.group_by else None, r.key_id if "api_key_id" in query.group_by else None,
+                 batch if "batch" in query.group_by else None)
         total = sums.setdefault(start, {}).setdefault(group, [0, 0, 0])
         total[0] += r.input_tokens
         total[1] += r.output_tokens
@@ -123,15 +129,15 @@ def buckets(rows: Iterable[UsageRow], query: UsageQuery, endpoints: frozenset[st
     start = query.start
     while start < query.end and len(page) < query.limit:
         results = [_result(group, total, embeddings) for group, total in sorted(
-            sums.get(start, {}).items(), key=lambda item: tuple(v or "" for v in item[0]))]
+            sums.get(start, {}).items(), key=lambda item: tuple(str(v or "") for v in item[0]))]
         page.append({"object": "bucket", "start_time": start, "end_time": start + query.width,
                      "results": results})
         start += query.width
     return page, (start if start < query.end else None)
 
 
-def _result(group: tuple[str | None, ...], total: list[int], embeddings: bool) -> dict[str, Any]:
-    model, key_id = group
+def _result(group: tuple[Any, ...], total: list[int], embeddings: bool) -> dict[str, Any]:
+    model, key_id, batch = group
     if embeddings:
         return {"object": "organization.usage.embeddings.result", "input_tokens": total[0],
                 "num_model_requests": total[2], "project_id": None, "user_id": None,
@@ -139,4 +145,4 @@ def _result(group: tuple[str | None, ...], total: list[int], embeddings: bool) -
     return {"object": "organization.usage.completions.result", "input_tokens": total[0],
             "output_tokens": total[1], "input_cached_tokens": 0, "input_audio_tokens": 0,
             "output_audio_tokens": 0, "num_model_requests": total[2], "project_id": None,
-            "user_id": None, "api_key_id": key_id, "model": model, "batch": None}
+            "user_id": None, "api_key_id": key_id, "model": model, "batch": batch}

@@ -127,6 +127,7 @@ class ResponseContext:
     created: int
     model: str
     new_call_id: Callable[[], str]
+    service_tier: str | None = None  # echoed when the request named one, as OpenAI does
 
 
 def from_openai(body: dict[str, Any]) -> ChatRequest:
@@ -392,7 +393,7 @@ def to_completion(ollama: dict[str, Any] | list[dict[str, Any]], ctx: ResponseCo
         "model": ctx.model,
         "choices": [to_choice(answer, index, ctx, shape) for index, answer in enumerate(answers)],
         "usage": usage,
-    }
+    } | ({} if ctx.service_tier is None else {"service_tier": ctx.service_tier})
 
 
 def to_choice(ollama: dict[str, Any], index: int, ctx: ResponseContext, shape: ReplyShape) -> dict[str, Any]:

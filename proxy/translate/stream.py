@@ -367,6 +367,8 @@ def _chunk(state: StreamState, delta: dict[str, Any], reason: str | None = None,
         "model": ctx.model,
         "choices": [{"index": state.index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}],
     }
+    if ctx.service_tier is not None:
+        chunk["service_tier"] = ctx.service_tier
     if state.include_usage:
         chunk["usage"] = None  # OpenAI sends usage: null on every chunk but the last
     return camelize(chunk) if state.camel else chunk
@@ -382,4 +384,6 @@ def _usage_chunk(state: StreamState, usage: dict[str, int] | None) -> dict[str, 
         "choices": [],
         "usage": usage,
     }
+    if ctx.service_tier is not None:
+        chunk["service_tier"] = ctx.service_tier
     return camelize(chunk) if state.camel else chunk

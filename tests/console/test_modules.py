@@ -183,9 +183,9 @@ CASES: list[tuple[str, str, Any]] = [
     # health.js: the queue per priority class and per key (fair queuing)
     ("health.js", """m.queueByPriority(m.parseMetrics([
         '# TYPE ollama_proxy_admission_waiting gauge',
-        'ollama_proxy_admission_waiting{priority="low",key="batch"} 3.0',
-        'ollama_proxy_admission_waiting{priority="high",key="ci"} 1.0',
-        'ollama_proxy_admission_waiting{priority="default",key="ci"} 0.0',
+        'ollama_proxy_admission_waiting{priority="low",key_id="batch"} 3.0',
+        'ollama_proxy_admission_waiting{priority="high",key_id="ci"} 1.0',
+        'ollama_proxy_admission_waiting{priority="default",key_id="ci"} 0.0',
         '# TYPE ollama_proxy_admission_wait_seconds histogram',
         'ollama_proxy_admission_wait_seconds_bucket{priority="high",le="0.1"} 4.0',
         'ollama_proxy_admission_wait_seconds_bucket{priority="high",le="1.0"} 5.0',

@@ -245,4 +245,4 @@ async def test_a_port_of_its_own(app_factory: AppFactory) -> None:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
         assert response.status == 404  # not on the API's port
     samples = await scrape(f"http://127.0.0.1:{port}", Authorization="Bearer t")
-    assert ("ollama_proxy_admission_waiting", frozenset()) in samples
+    assert ("ollama_proxy_admission_waiting", frozenset({("priority", "default")})) in samples

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ...admission import SERVICE_TIER
 from ...appkeys import ADMISSION, CATALOG, CLIENT, CONFIG, VALIDATOR
 from ...caller import caller
 from ...errors import UpstreamError
@@ -47,6 +48,7 @@ log = logging.getLogger("proxy.anthropic")
 # The key thinking signatures are made with (translate/anthropic/signature.py): one per process.
 SIGNING_SECRET = web.AppKey("anthropic_signing_secret", bytes)
 DROPPED_TOOLS_HEADER = "X-Ollama-Proxy-Dropped-Tools"
+_TIERS = {"auto": "auto", "standard_only": "default"}  # Anthropic's service tiers → admission's
 
 
 def add_anthropic_routes(app: web.Application) -> None:
@@ -60,6 +62,9 @@ async def _translated(request: web.Request,
     """The request checked against ``[limits]`` and translated: Ollama's body with the model's
     defaults, and the model name the client asked for (an alias's, as Anthropic answers it)."""
     names = resolve_model(request, body)  # [models.aliases]: body["model"] is Ollama's model now
+    tier = body.get("service_tier")  # Anthropic's "auto" / "standard_only": the key's class / the default one
+    if tier in _TIERS:
+        request[SERVICE_TIER] = _TIERS[tier]
     limits = request.app[VALIDATOR].check(body, names.requested)
     signer = Signer(request.app[SIGNING_SECRET], caller(request).key_id)
     refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
@@ -103,7 +108,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     shape = AnswerShape(messages.forced, messages.one_tool_call, messages.show_thinking, messages.stop_sequences)
     headers = _headers(request, messages)
     async with (
-        request.app[ADMISSION].slot(model),  # given back however the answer ends
+        request.app[ADMISSION].slot(model, request),  # given back however the answer ends
         account(request, "messages", model, stream=messages.stream) as outcome,
     ):
         if messages.user_id is not None:
@@ -164,7 +169,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     del body
     ollama = {**ollama, "stream": False, "options": {**(ollama.get("options") or {}), "num_predict": 1}}
     async with (
-        request.app[ADMISSION].slot(messages.model),
+        request.app[ADMISSION].slot(messages.model, request),
         account(request, "messages.count_tokens", messages.model) as outcome,
     ):
         answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
