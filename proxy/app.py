@@ -1,18 +1,20 @@
-"""The application factory: routes, middlewares and the lifetimes of shared things."""
+"""The application factory: routes with their kinds, the gate pipeline and the lifetimes of shared things."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .access.gate import access_ctx, access_guard, decorate, meter
+from .access.gate import access_ctx, access_guard, decorate, meter, metering
+from .access.reload import ON_RELOAD
 from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
 from .handlers import batches
-from .handlers.anthropic import add_anthropic_routes
+from .handlers.anthropic import SIGNING_SECRET, count_tokens, create_message
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -33,15 +35,33 @@ from .handlers.stored import (
     update_stored,
 )
 from .handlers.usage import completions_usage, embeddings_usage
-from .inbound import body_guard, expect_guard, server_settings
+from .inbound import body_guard, server_settings
 from .jobs.runner import batch_runner_ctx
 from .middleware import error_middleware
 from .models import MODELS, ModelTable, alias_not_found
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
+from .pipeline import (
+    EMBED,
+    GENERATE,
+    KEYED,
+    PASSTHROUGH,
+    PROBE,
+    STATIC,
+    UPDATE,
+    UPLOAD,
+    Gate,
+    Kind,
+    add_gate,
+    add_hook,
+    declare,
+    rebuild,
+    route,
+)
+from .pipeline import install as install_pipeline
 from .pool import Pool, expose_upstream, session_affinity
 from .responses_store import RESPONSE_RECORDS
-from .store.base import open_store
+from .store.backends import open_store
 from .store.responses import StoredResponses
 from .store.service import StoreService
 from .validate import Validator
@@ -52,10 +72,6 @@ __all__ = ["create_app"]
 def create_app(config: Config) -> web.Application:
     """A ready-to-run proxy for ``config``; the Ollama client opens on start-up."""
     app = web.Application(
-        # access_guard (Origin, Host, key, content type) before any body is read; meter (the
-        # key's models and rate limits) once the body guard has read it.
-        # alias_not_found words Ollama's 404 for an alias's missing target (proxy/models).
-        middlewares=[error_middleware, access_guard, body_guard, meter, alias_not_found],
         client_max_size=config.limits.max_body_bytes,
         # Header limits and the keep-alive/header deadline reach every runner this way.
         handler_args=server_settings(config.server),
@@ -65,34 +81,51 @@ def create_app(config: Config) -> web.Application:
     app[ADMISSION] = Admission(config.admission)
     app[MODELS] = ModelTable(config.models)  # [models.aliases] and [models.defaults]; SIGHUP swaps them
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
+    # One middleware and one response hook run every gate in pipeline.ORDER: access (Origin,
+    # Host, key, content type) before any body is read; meter (the key's models and rate
+    # limits) once the body guard has read it, and only while some key has models or limits.
+    install_pipeline(app)
+    app[ON_RELOAD] = []
+    app[ON_RELOAD].append(rebuild)  # SIGHUP's new keys may need the meter, or no longer
+    add_gate(app, Gate("errors", error_middleware))
+    add_gate(app, Gate("access", access_guard))
+    add_gate(app, Gate("body", body_guard))
+    add_gate(app, Gate("meter", meter, takes=Kind.json, needed=metering))
+    # An alias's missing target named in Ollama's 404 (proxy/models); only while aliases exist.
+    add_gate(app, Gate("aliases", alias_not_found, takes=Kind.json, needed=_has_aliases))
     app.cleanup_ctx.append(access_ctx)
-    app.on_response_prepare.append(decorate)  # CORS and x-ratelimit-* headers, streams included
+    add_hook(app, decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)
     if config.routing.expose_upstream:
         # X-Upstream, also on a stream's headers: configured server names only, never an address
-        app.on_response_prepare.append(expose_upstream(config))
+        add_hook(app, expose_upstream(config))
     if config.routing.sticky:
-        app.middlewares.append(session_affinity)  # X-Session-Id for the pool's stickiness
+        add_gate(app, Gate("affinity", session_affinity))  # X-Session-Id for the pool's stickiness
     app.cleanup_ctx.append(health_probe_ctx)  # after the client: closed before it
     app.cleanup_ctx.append(model_catalog_ctx)
-    # Routes with a body answer "Expect: 100-continue" themselves (413/415/417 before 100).
-    app.router.add_post("/v1/chat/completions", chat_completions, expect_handler=expect_guard)
-    app.router.add_post("/v1/completions", completions, expect_handler=expect_guard)
-    app.router.add_post("/v1/embeddings", embeddings, expect_handler=expect_guard)
-    app.router.add_post("/v1/responses", create_response, expect_handler=expect_guard)
-    app.router.add_get("/v1/responses/{response_id}", retrieve_response)
-    app.router.add_delete("/v1/responses/{response_id}", delete_response)
-    app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
-    add_anthropic_routes(app)  # /v1/messages, /v1/messages/count_tokens
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{id:.+}", retrieve_model)  # ids hold "/" and ":"
-    app.router.add_get("/v1/health", readiness)  # add_get also answers HEAD
-    app.router.add_get("/readyz", readiness)
-    app.router.add_get("/livez", liveness)
+    # Each route is registered once, with its kind: the pipeline decides the gates it passes.
+    route(app, "POST", "/v1/chat/completions", chat_completions, GENERATE)
+    route(app, "POST", "/v1/completions", completions, GENERATE)
+    route(app, "POST", "/v1/embeddings", embeddings, EMBED)
+    route(app, "POST", "/v1/responses", create_response, GENERATE)
+    route(app, "GET", "/v1/responses/{response_id}", retrieve_response, KEYED)
+    route(app, "DELETE", "/v1/responses/{response_id}", delete_response, KEYED)
+    route(app, "GET", "/v1/responses/{response_id}/input_items", list_input_items, KEYED)
+    app[SIGNING_SECRET] = secrets.token_bytes(32)  # thinking signatures (translate/anthropic/signature.py)
+    route(app, "POST", "/v1/messages", create_message, GENERATE)  # Anthropic's Messages API
+    route(app, "POST", "/v1/messages/count_tokens", count_tokens, EMBED)  # a prompt evaluation: no answer
+    route(app, "GET", "/v1/models", list_models, KEYED)
+    route(app, "GET", "/v1/models/{id:.+}", retrieve_model, KEYED)  # ids hold "/" and ":"
+    route(app, "GET", "/v1/health", readiness, PROBE)  # a GET route also answers HEAD
+    route(app, "GET", "/readyz", readiness, PROBE)
+    route(app, "GET", "/livez", liveness, PROBE)
     if config.passthrough.enabled:
-        app.router.add_route("*", "/api/{path:.*}", passthrough, expect_handler=expect_guard)
+        route(app, "*", "/api/{path:.*}", passthrough, PASSTHROUGH)
     if console_enabled(config):  # static files only; nothing on the API routes' path
         add_console_routes(app, config.console.path)
+        for added in app.router.routes():
+            if (added.name or "").startswith("console."):
+                declare(app, added, STATIC)
     _add_batches(app)  # always routed: with the store off they answer 400 saying so
     if config.store.enabled:
         _add_store(app)
@@ -100,30 +133,34 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+def _has_aliases(app: web.Application) -> bool:
+    return bool(app[MODELS].aliases)
+
+
 def _add_batches(app: web.Application) -> None:
     """The Files and Batch APIs (``proxy/handlers/batches.py``, run by ``proxy/jobs/``)."""
-    r = app.router
-    r.add_post("/v1/files", batches.create_file, expect_handler=expect_guard)
-    r.add_get("/v1/files", batches.list_files)
-    r.add_get("/v1/files/{file_id}", batches.retrieve_file)
-    r.add_delete("/v1/files/{file_id}", batches.delete_file)
-    r.add_get("/v1/files/{file_id}/content", batches.file_content)
-    r.add_post("/v1/batches", batches.create_batch, expect_handler=expect_guard)
-    r.add_get("/v1/batches", batches.list_batches)
-    r.add_get("/v1/batches/{batch_id}", batches.retrieve_batch)
-    r.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch, name="batches.cancel")
+    route(app, "POST", "/v1/files", batches.create_file, UPLOAD)  # multipart: no JSON, no inference
+    route(app, "GET", "/v1/files", batches.list_files, KEYED)
+    route(app, "GET", "/v1/files/{file_id}", batches.retrieve_file, KEYED)
+    route(app, "DELETE", "/v1/files/{file_id}", batches.delete_file, KEYED)
+    route(app, "GET", "/v1/files/{file_id}/content", batches.file_content, KEYED)
+    # A batch costs nothing until its lines run, each metered as the request it is.
+    route(app, "POST", "/v1/batches", batches.create_batch, UPDATE)
+    route(app, "GET", "/v1/batches", batches.list_batches, KEYED)
+    route(app, "GET", "/v1/batches/{batch_id}", batches.retrieve_batch, KEYED)
+    route(app, "POST", "/v1/batches/{batch_id}/cancel", batches.cancel_batch, UPDATE)
 
 
 def _add_store(app: web.Application) -> None:
     """Usage accounting and stored completions; with the store off none of this exists."""
     app.cleanup_ctx.append(_store)
-    app.router.add_get("/v1/chat/completions", list_stored)
-    app.router.add_get("/v1/chat/completions/{id}", retrieve_stored)
-    app.router.add_post("/v1/chat/completions/{id}", update_stored, expect_handler=expect_guard)
-    app.router.add_delete("/v1/chat/completions/{id}", delete_stored)
-    app.router.add_get("/v1/chat/completions/{id}/messages", list_messages)
-    app.router.add_get("/v1/organization/usage/completions", completions_usage)
-    app.router.add_get("/v1/organization/usage/embeddings", embeddings_usage)
+    route(app, "GET", "/v1/chat/completions", list_stored, KEYED)
+    route(app, "GET", "/v1/chat/completions/{id}", retrieve_stored, KEYED)
+    route(app, "POST", "/v1/chat/completions/{id}", update_stored, UPDATE)
+    route(app, "DELETE", "/v1/chat/completions/{id}", delete_stored, KEYED)
+    route(app, "GET", "/v1/chat/completions/{id}/messages", list_messages, KEYED)
+    route(app, "GET", "/v1/organization/usage/completions", completions_usage, KEYED)
+    route(app, "GET", "/v1/organization/usage/embeddings", embeddings_usage, KEYED)
     if app[CONFIG].batches.enabled:
         app.cleanup_ctx.append(batch_runner_ctx)  # after the store: stopped before it closes
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from aiohttp import web
 
@@ -16,14 +14,10 @@ from .store.base import Store
 from .store.service import StoreService
 from .validate import Validator
 
-if TYPE_CHECKING:  # imported only when metrics are on: prometheus_client stays unloaded when off
-    from opentelemetry.sdk.trace.export import SpanExporter
-
-    from .observe.metrics import Metrics
-    from .observe.tracing import Tracing
-
-__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "METRICS", "PROBE", "SPAN_EXPORTER", "STORE",
-           "STORE_SERVICE", "TRACING", "UPSTREAM_TRACES", "VALIDATOR"]
+# The keys of what only ``observe/`` knows (metrics, traces) live there, next to their types,
+# so that nothing here imports prometheus_client or OpenTelemetry, nor anything above this floor.
+__all__ = ["ADMISSION", "CATALOG", "CLIENT", "CONFIG", "PROBE", "STORE", "STORE_SERVICE", "UPSTREAM_TRACES",
+           "VALIDATOR"]
 
 CONFIG = web.AppKey("config", Config)
 CLIENT = web.AppKey("client", Pool)  # one server is a pool of one
@@ -36,9 +30,5 @@ ADMISSION = web.AppKey("admission", Admission)
 # written at once) and the background service (usage totals, the stored-completion queue).
 STORE = web.AppKey("store", Store)
 STORE_SERVICE = web.AppKey("store_service", StoreService)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-TRACING: web.AppKey[Tracing] = web.AppKey("tracing")
-# Where finished spans go instead of OTLP when set before start-up (tests: the in-memory exporter).
-SPAN_EXPORTER: web.AppKey[SpanExporter] = web.AppKey("span_exporter")
 # aiohttp client hooks for the Ollama client's session (tracing adds its own).
 UPSTREAM_TRACES = web.AppKey("upstream_traces", list[aiohttp.TraceConfig])

@@ -1,13 +1,13 @@
-"""The access gates every route passes, as two app middlewares and one response hook.
+"""The access gates every route passes: two gates of the pipeline and one response hook.
 
-``access_guard`` runs first (right after the error middleware), before any body is read:
+``access_guard`` runs first (right after the error envelope and observation), before any body is read:
 Origin (403, or the preflight's 204), Host (403), the API key (401; it sets the request's
 ``Caller``), and the JSON content type (415). ``meter`` runs after the body guard, on the
 metered routes of a key with a model list or limits: it parses the body once for the model
 and the token budget, refuses a model outside the key's list (404, as if it did not exist),
 holds the key's concurrency slot, takes the request's reservation from the limiter (429),
-and settles it against what Ollama counted when the request ends. ``decorate`` (on
-``on_response_prepare``) puts the CORS and ``x-ratelimit-*`` headers on every answer, errors
+and settles it against what Ollama counted when the request ends. ``decorate`` (a hook of
+the pipeline's one ``on_response_prepare``) puts the CORS and ``x-ratelimit-*`` headers on every answer, errors
 and streams included, as the headers go out.
 
 ``AccessState`` is what can change at run time (SIGHUP): the key table and the concurrency
@@ -53,11 +53,11 @@ from .cors import (
     preflight,
 )
 from .keys import Key, KeyTable, Limits, presented_key
-from .policy import policy_for
+from .policy import policy_of
 from .ratelimit import Decision, Limiter, MemoryLimiter, rate_headers, refusal
 from .redis_backend import BackendDown
 
-__all__ = ["ACCESS", "KEY", "AccessState", "access_ctx", "access_guard", "decorate", "key_allows", "meter"]
+__all__ = ["ACCESS", "KEY", "AccessState", "access_ctx", "access_guard", "decorate", "key_allows", "meter", "metering"]
 
 log = logging.getLogger("proxy.access")
 
@@ -156,7 +156,7 @@ async def access_guard(request: web.Request, handler: Handler) -> web.StreamResp
     line = headers.get(BATCH_HEADER)
     if line is not None:  # the batch runner's own request, or a forgery (401)
         return await _batch_line(request, handler, state, line)
-    policy = policy_for(request.method, request.path, request.match_info.route.name)
+    policy = policy_of(request)  # the route's declared kind
     if request.path in _READINESS and state.limiter.name == "redis":
         return _with_limiter(state, await handler(request), await state.limiter.ping())
     if policy.key:
@@ -223,7 +223,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.get(KEY)
     if key is None or (not key.models and not key.limited) or not request.body_exists:
         return await handler(request)
-    policy = policy_for(request.method, request.path, request.match_info.route.name)
+    policy = policy_of(request)  # the route's declared kind
     if not policy.json:
         return await handler(request)
     raw = await request.read()  # read once by the body guard: this is its cached copy
@@ -283,6 +283,12 @@ async def _metered(request: web.Request, handler: Handler, state: AccessState, l
         state.limiter.settle(limits, used_tokens(outcomes, prompt) - reserved)
 
 
+def metering(app: web.Application) -> bool:
+    """Whether ``meter`` has anything to do in ``app``: some key has a model list or limits
+    (read by the pipeline at start-up and when SIGHUP reloads the keys)."""
+    return any(k.models or k.limited for k in app[ACCESS].keys.by_hash.values())
+
+
 def used_tokens(outcomes: list[Outcome], prompt_estimate: int) -> int:
     """What a request cost: Ollama's counts; for an answer cut short, the prompt estimate (Ollama
     did evaluate it) plus what was relayed; nothing for a request Ollama never answered."""
@@ -328,7 +334,7 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-async def decorate(request: web.Request, response: web.StreamResponse) -> None:
+def decorate(request: web.Request, response: web.StreamResponse) -> None:
     """CORS and rate-limit headers on every answer, as its headers go out."""
     origin = request.get(_ORIGIN)
     if origin is not None:

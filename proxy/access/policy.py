@@ -2,14 +2,19 @@
 
 Every route gets the Host and Origin checks. By default a route needs a key; a ``POST``
 carries a JSON body (415 otherwise) that names a model, and is metered against the key's
-limits. The table lists only what differs, so a route added later is gated by default.
+limits. The table lists only what differs, so a route added later is gated by default. A route
+registered with its kind (``pipeline.route``) has its policy in ``POLICIES``, read by
+``policy_of`` without looking at the path; the table decides for the rest (the pass-through's
+``/api/*``, an unknown URL, a route added without a kind).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EXCEPTIONS", "Policy", "policy_for"]
+from aiohttp import web
+
+__all__ = ["EXCEPTIONS", "POLICIES", "Policy", "policy_for", "policy_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,6 @@ EXCEPTIONS: dict[str, Policy] = {
     "/api/embed": EMBEDDING,
     "/api/embeddings": EMBEDDING,
     "/api/show": JSON_ONLY,
-    "/v1/files": READ,  # a multipart upload: no JSON, no inference
-    "/v1/batches": JSON_ONLY,  # its lines are metered one by one when they run
 }
 
 
@@ -46,7 +49,6 @@ EXCEPTIONS: dict[str, Policy] = {
 NAMED: dict[str, Policy] = {
     "console.file": PUBLIC,
     "console.redirect": PUBLIC,
-    "batches.cancel": JSON_ONLY,
 }
 
 
@@ -59,5 +61,23 @@ def policy_for(method: str, path: str, route_name: str | None = None) -> Policy:
             return READ  # blobs are binary uploads
         if path.startswith("/v1/chat/completions/"):
             return JSON_ONLY  # a stored completion's metadata: no inference
+        if path == "/v1/files":
+            return READ  # a multipart upload: no JSON, no inference
+        if path == "/v1/batches" or path.startswith("/v1/batches/"):
+            return JSON_ONLY  # create and cancel: its lines are metered one by one when they run
         return INFERENCE
     return READ
+
+
+# Each declared route's policy, filled by ``pipeline.route`` as routes are registered.
+POLICIES = web.AppKey("route_policies", dict[web.AbstractRoute, Policy])
+
+
+def policy_of(request: web.Request) -> Policy:
+    """The policy of the request's route: its declared one, else by method and path."""
+    found = request.match_info.route
+    try:
+        policy = request.app[POLICIES].get(found)  # not app.get(): a Python-level ABC method
+    except KeyError:  # an app without the pipeline
+        policy = None
+    return policy if policy is not None else policy_for(request.method, request.path, found.name)

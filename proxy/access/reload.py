@@ -22,7 +22,10 @@ from ..config import ConfigError, load_config
 from ..models import MODELS
 from .gate import ACCESS
 
-__all__ = ["reload_access", "reload_on_sighup"]
+__all__ = ["ON_RELOAD", "reload_access", "reload_on_sighup"]
+
+# Called with the app once new keys are in force (the pipeline recomposes its chains).
+ON_RELOAD: web.AppKey[list[Callable[[web.Application], None]]] = web.AppKey("on_access_reload")
 
 log = logging.getLogger("proxy.access")
 
@@ -42,6 +45,8 @@ def reload_access(app: web.Application, source: str | None) -> bool:
     app[MODELS].reload(config.models)
     if config.limits != started.limits:  # the defaults were checked against the new limits
         log.warning("reload: [limits] changed; it takes effect on restart")
+    for listener in app.get(ON_RELOAD, ()):
+        listener(app)  # the pipeline: a key with limits may now need the meter, or none any more
     log.info("reloaded %d API key(s) and %d model alias(es) from %s", len(config.auth.keys),
              len(config.models.aliases), source or "the defaults")
     return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..access import key_allows
+from ..access.gate import key_allows
 from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog

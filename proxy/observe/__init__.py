@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
-from ..appkeys import CONFIG, METRICS
+from ..appkeys import CONFIG
 from ..config import Config
-from ..middleware import error_middleware
+from ..pipeline import Gate, add_gate
 
 __all__ = ["install", "structured_access"]
 
@@ -19,24 +18,22 @@ def structured_access(config: Config) -> bool:
 
 
 def install(app: web.Application) -> None:
-    """Add what ``[metrics]``, ``[tracing]`` and ``[log]`` ask for to ``app``. Its middlewares go
-    just inside the error middleware, tracing outermost so its span covers the rest; with all
-    three off nothing is added (and neither prometheus_client nor OpenTelemetry is imported)."""
+    """Add what ``[metrics]``, ``[tracing]`` and ``[log]`` ask for to ``app``: its gates take their
+    places in the pipeline just inside the error envelope, tracing outermost so its span covers
+    the rest; with all three off nothing is added (and neither prometheus_client nor
+    OpenTelemetry is imported)."""
     config = app[CONFIG]
-    middlewares: list[Middleware] = []
     if config.tracing.enabled:
         from .tracing import install_tracing
 
-        middlewares.append(install_tracing(app))
+        add_gate(app, Gate("tracing", install_tracing(app)))
     if config.metrics.enabled:
         from .web import install_metrics
 
         install_metrics(app)
     access = structured_access(config)
     if config.metrics.enabled or access:
+        from .metrics import METRICS
         from .web import observe_middleware
 
-        middlewares.append(observe_middleware(app.get(METRICS), access))
-    at = 1 if app.middlewares and app.middlewares[0] is error_middleware else 0
-    for offset, middleware in enumerate(middlewares):
-        app.middlewares.insert(at + offset, middleware)
+        add_gate(app, Gate("observe", observe_middleware(app.get(METRICS), access)))

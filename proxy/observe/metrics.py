@@ -51,7 +51,8 @@ from .labels import NO_MODEL, OTHER, UPSTREAM_KINDS, ModelLabels, upstream_kind
 from .multiproc import MULTIPROC_ENV
 
 __all__ = [
-    "DURATION_BUCKETS", "MULTIPROC_ENV", "PREFIX", "TPOT_BUCKETS", "TTFT_BUCKETS", "LiveGauges", "Metrics",
+    "DURATION_BUCKETS", "METRICS", "MULTIPROC_ENV", "PREFIX", "TPOT_BUCKETS", "TTFT_BUCKETS", "LiveGauges",
+    "Metrics",
 ]
 
 PREFIX = "ollama_proxy_"
@@ -315,3 +316,6 @@ class LiveGauges(Collector):
         for labels, count in sorted(_waiting(self._admission, self._per_key).items()):
             waiting.add_metric(labels, count)
         yield waiting
+
+
+METRICS = web.AppKey("metrics", Metrics)

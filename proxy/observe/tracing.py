@@ -35,12 +35,12 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ..appkeys import CONFIG, SPAN_EXPORTER, TRACING, UPSTREAM_TRACES
+from ..appkeys import CONFIG, UPSTREAM_TRACES
 from ..config import TracingConfig
 from ..errors import ProxyError
 from ..outcome import CLIENT_CLOSED, OUTCOME_LISTENERS, Outcome
 
-__all__ = ["OPERATIONS", "Tracing", "install_tracing"]
+__all__ = ["OPERATIONS", "SPAN_EXPORTER", "TRACING", "Tracing", "install_tracing"]
 
 log = logging.getLogger("proxy.tracing")
 
@@ -208,6 +208,11 @@ class Tracing:
 OPERATIONS_BY_ENDPOINT = {"chat.completions": "chat", "completions": "text_completion",
                           "embeddings": "embeddings", "responses": "chat", "messages": "chat",
                           "messages.count_tokens": "chat"}
+
+
+TRACING = web.AppKey("tracing", Tracing)
+# Where finished spans go instead of OTLP when set before start-up (tests: the in-memory exporter).
+SPAN_EXPORTER = web.AppKey("span_exporter", SpanExporter)
 
 
 def install_tracing(app: web.Application) -> Middleware:

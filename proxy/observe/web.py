@@ -21,15 +21,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import disable_created_metrics
 
-from ..appkeys import ADMISSION, CATALOG, CONFIG, METRICS
+from ..appkeys import ADMISSION, CATALOG, CONFIG
 from ..caller import caller
 from ..errors import ProxyError
 from ..metadata import ModelCatalog
 from ..middleware import error_middleware, request_id
 from ..outcome import CLIENT_CLOSED, OUTCOME, OUTCOME_LISTENERS
+from ..pipeline import KEYED, route
 from ..translate.models import model_id
 from .labels import ModelLabels, endpoint_of
-from .metrics import LiveGauges, Metrics
+from .metrics import METRICS, LiveGauges, Metrics
 
 __all__ = ["ScrapeUnauthorized", "access_record", "escape", "install_metrics", "observe_middleware", "scrape"]
 
@@ -59,7 +60,7 @@ def install_metrics(app: web.Application) -> None:
         metrics.registry.register(LiveGauges(app[ADMISSION], metrics.labels, config.per_key_labels))
     app[ADMISSION].on_wait = metrics.observe_wait  # only queued requests: the free-slot path pays nothing
     if not config.port:
-        app.router.add_get("/metrics", scrape)
+        route(app, "GET", "/metrics", scrape, KEYED)  # behind the API key, like every route
     app.cleanup_ctx.append(_metrics_ctx)
 
 

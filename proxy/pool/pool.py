@@ -25,7 +25,7 @@ import contextvars
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -508,13 +508,14 @@ def _reader(client: OllamaClient, timeout: float) -> Callable[[], Any]:
     return read
 
 
-def expose_upstream(config: Config) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """``on_response_prepare`` (``routing.expose_upstream``): name the server that answered, in
-    ``X-Upstream``, by the ``name`` the operator gave it. A server without one is named by its
-    ``host:port`` inside the proxy (logs, ``/v1/health``), which no answer header carries."""
+def expose_upstream(config: Config) -> Callable[[web.Request, web.StreamResponse], None]:
+    """A response hook (the pipeline's ``on_response_prepare``; ``routing.expose_upstream``): name
+    the server that answered, in ``X-Upstream``, by the ``name`` the operator gave it. A server
+    without one is named by its ``host:port`` inside the proxy (logs, ``/v1/health``), which no
+    answer header carries."""
     named = frozenset(server.name for server in config.upstreams if server.name)
 
-    async def hook(request: web.Request, response: web.StreamResponse) -> None:
+    def hook(request: web.Request, response: web.StreamResponse) -> None:
         name = SERVED_BY.get()
         if name is not None and name in named:
             response.headers[UPSTREAM_HEADER] = name

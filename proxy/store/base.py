@@ -1,4 +1,4 @@
-"""The store's one interface, implemented by ``sqlite.py`` and ``postgres.py``.
+"""The store's one interface, implemented by ``sqlite.py`` and ``postgres.py`` (``backends.py`` picks one).
 
 The SQL is written once with ``?`` placeholders and portable types (``BIGINT``, ``TEXT``,
 ``DOUBLE PRECISION``, ``ON CONFLICT … DO UPDATE``), which SQLite and PostgreSQL both accept;
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["ChatRecord", "Store", "StoreError", "UsageRow", "open_store"]
+__all__ = ["ChatRecord", "Store", "StoreError", "UsageRow"]
 
 
 class StoreError(Exception):
@@ -224,19 +224,3 @@ def _chat(row: tuple[Any, ...]) -> ChatRecord:
     chat_id, key_id, created, model, messages, completion, metadata = row
     return ChatRecord(chat_id, key_id, int(created), model, orjson.loads(messages), orjson.loads(completion),
                       orjson.loads(metadata))
-
-
-async def open_store(url: str, *, pool_size: int = 4, busy_timeout: float = 5.0) -> Store:
-    """The store ``url`` names, migrated to the current schema."""
-    if url.startswith("sqlite://"):
-        from .sqlite import SQLiteStore
-
-        return await SQLiteStore.open(url, busy_timeout=busy_timeout)
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from .postgres import PostgresStore  # asyncpg is imported only when it is used
-        except ImportError:
-            raise StoreError("a postgresql:// store needs asyncpg: pip install 'ollama-openai-proxy[postgres]'") from None
-
-        return await PostgresStore.open(url, pool_size=pool_size)
-    raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]!r}")

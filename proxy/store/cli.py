@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from ..config import ConfigError, load_config, store_relative_to
-from .base import StoreError, UsageRow, open_store
+from .backends import open_store
+from .base import StoreError, UsageRow
 from .sqlite import sqlite_path
 
 __all__ = ["main", "summarize"]

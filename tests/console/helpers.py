@@ -15,6 +15,7 @@ from proxy.access.keys import hash_key
 from proxy.app import create_app
 from tests.conftest import make_config
 from tests.fake_ollama import FakeOllama
+from tests.integration.test_cli import free_port
 
 WAIT_MS = 15_000  # an upper bound for events awaited in the page, not a pause
 
@@ -26,10 +27,14 @@ def store_on(tmp_path: Path) -> dict[str, Any]:
 
 async def start_proxy(fake: FakeOllama, toml: dict[str, Any] | None = None, *,
                       key: str | None = None) -> tuple[TestServer, web.Application]:
-    """The proxy as configured by ``toml`` (metrics are on by default, as in production)."""
+    """The proxy as configured by ``toml`` (metrics are on by default, as in production), on the
+    port its config names: the batch runner calls its own app back there."""
     auth = {"auth": {"keys": [{"id": "console", "sha256": hash_key(key)}]}} if key is not None else {}
-    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **auth, **(toml or {})}))
-    server = TestServer(app)
+    port = free_port()
+    toml = toml or {}
+    server_table = {**toml.get("server", {}), "port": port}
+    app = create_app(make_config(fake.url, {"health": {"interval": 0}, **auth, **toml, "server": server_table}))
+    server = TestServer(app, port=port)
     await server.start_server()
     return server, app
 

@@ -9,11 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from proxy.access.keys import hash_key, new_key
 from proxy.access.policy import policy_for
+from proxy.app import create_app
 from proxy.appkeys import ADMISSION
-from tests.conftest import AppFactory
+from proxy.pipeline import PIPELINE, kind_of, undeclared
+from tests.conftest import AppFactory, make_config
 from tests.fake_ollama import FakeOllama
 
 KEY = new_key()
@@ -144,3 +147,53 @@ async def test_every_route_answers_a_preflight_without_key_upstream_or_slot(
                                                       "Access-Control-Request-Headers": "authorization, content-type"})
         assert status == 204, path
     assert sum(fake_ollama.counts.values()) == before and app[ADMISSION].active == 0
+
+
+# The declared chain: every route says what it is, and the pipeline composes its gates from that.
+LIMITED = {**CONFIG, "auth": {"keys": [{"id": "k", "sha256": hash_key(KEY), "rpm": 1000}]},
+           "tracing": {"enabled": False}, "routing": {"sticky": True}}
+# What each kind of route must pass, in this order (the key's models/limits where a body names a model).
+MUST = {
+    "probe": ("errors", "observe", "access", "body"),
+    "static": ("errors", "observe", "access", "body"),
+    "keyed": ("errors", "observe", "access", "body"),
+    "generate": ("errors", "observe", "access", "body", "meter"),
+    "embed": ("errors", "observe", "access", "body", "meter"),
+    "update": ("errors", "observe", "access", "body", "meter"),
+    "passthrough": ("errors", "observe", "access", "body", "meter"),
+    "upload": ("errors", "observe", "access", "body"),  # multipart files: a key, no JSON, not metered
+}
+
+
+def test_every_route_declares_its_kind() -> None:
+    app = create_app(make_config("http://127.0.0.1:1", LIMITED))
+    missing = [f"{r.method} {r.resource.canonical if r.resource else '?'}" for r in undeclared(app)]
+    assert not missing, ("routes registered without a kind; register each with one line, "
+                         "pipeline.route(app, METHOD, PATH, handler, KIND): " + ", ".join(missing))
+
+
+async def test_every_route_passes_the_chain_its_kind_declares(app_factory: AppFactory) -> None:
+    _, app = await app_factory(LIMITED)
+    line = app[PIPELINE]
+    assert line.chains.keys() == set(app.router.routes())
+    for found in app.router.routes():
+        kind = kind_of(app, found)
+        where = (found.method, found.resource.canonical if found.resource else None, kind.name)
+        assert line.chains[found].names == (*MUST[kind.name], "affinity"), where
+        if kind.policy is not None:  # the declared policy is the one the table gives the path
+            for method in ("GET", "POST") if found.method == "*" else (found.method,):
+                assert kind.policy == policy_for(method, concrete(found), found.name), where
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response()
+
+
+async def test_a_route_without_a_kind_is_named_and_still_gated_by_method(fake_ollama: FakeOllama) -> None:
+    app = create_app(make_config(fake_ollama.url, LIMITED))
+    added = app.router.add_post("/v1/undeclared", _ok)
+    assert undeclared(app) == [added]
+    async with TestServer(app) as server:
+        assert app[PIPELINE].chains[added].names == MUST["passthrough"] + ("affinity",)
+        status, body = await call(f"http://127.0.0.1:{server.port}", "POST", "/v1/undeclared")
+        assert (status, _code(body)) == (401, "invalid_api_key")

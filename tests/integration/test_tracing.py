@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from proxy.app import create_app
-from proxy.appkeys import SPAN_EXPORTER
+from proxy.observe.tracing import SPAN_EXPORTER
 from tests.conftest import make_config
 from tests.fake_ollama import FakeOllama, Reply
 from tests.integration.test_cli import ROOT

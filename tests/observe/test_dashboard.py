@@ -11,8 +11,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from proxy.app import create_app
-from proxy.appkeys import METRICS
 from proxy.config import Config
+from proxy.observe.metrics import METRICS
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ollama-proxy.json"
 METRIC = re.compile(r"\bollama_proxy_[a-z0-9_]+")

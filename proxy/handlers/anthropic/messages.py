@@ -4,7 +4,6 @@ answer or stream, exactly as chat completions do (admission, accounting, the str
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +12,6 @@ from ...admission import SERVICE_TIER
 from ...appkeys import ADMISSION, CATALOG, CLIENT, CONFIG, VALIDATOR
 from ...caller import caller
 from ...errors import UpstreamError
-from ...inbound import expect_guard
 from ...middleware import request_id
 from ...models import fill_defaults, resolve_model
 from ...outcome import account
@@ -41,20 +39,15 @@ from ..common import (
     whole_answer,
 )
 
-__all__ = ["DROPPED_TOOLS_HEADER", "SIGNING_SECRET", "add_anthropic_routes", "count_tokens", "create_message"]
+__all__ = ["DROPPED_TOOLS_HEADER", "SIGNING_SECRET", "count_tokens", "create_message"]
 
 log = logging.getLogger("proxy.anthropic")
 
-# The key thinking signatures are made with (translate/anthropic/signature.py): one per process.
+# The key thinking signatures are made with (translate/anthropic/signature.py): one per process,
+# made by the app factory.
 SIGNING_SECRET = web.AppKey("anthropic_signing_secret", bytes)
 DROPPED_TOOLS_HEADER = "X-Ollama-Proxy-Dropped-Tools"
 _TIERS = {"auto": "auto", "standard_only": "default"}  # Anthropic's service tiers → admission's
-
-
-def add_anthropic_routes(app: web.Application) -> None:
-    app[SIGNING_SECRET] = secrets.token_bytes(32)
-    app.router.add_post("/v1/messages", create_message, expect_handler=expect_guard)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens, expect_handler=expect_guard)
 
 
 async def _translated(request: web.Request,
