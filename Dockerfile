@@ -16,7 +16,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY proxy ./proxy
 # Dependencies come from the committed constraints.txt (pip freeze of a clean venv), so an
 # image built later resolves exactly the same versions (how to regenerate: see that file).
-RUN pip install --no-cache-dir -c constraints.txt '.[uvloop,postgres]' \
+RUN pip install --no-cache-dir -c constraints.txt '.[uvloop,postgres,redis]' \
     && useradd --system --uid 10001 --no-create-home proxy
 COPY config.toml ./config.toml
 

@@ -13,6 +13,7 @@ from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
+from .drain import DRAIN, Drain, close_while_draining
 from .handlers import batches
 from .handlers.anthropic import SIGNING_SECRET, count_tokens, create_message
 from .handlers.chat import chat_completions
@@ -93,6 +94,8 @@ def create_app(config: Config) -> web.Application:
     add_gate(app, Gate("meter", meter, takes=Kind.json, needed=metering))
     # An alias's missing target named in Ollama's 404 (proxy/models); only while aliases exist.
     add_gate(app, Gate("aliases", alias_not_found, takes=Kind.json, needed=_has_aliases))
+    app[DRAIN] = Drain()  # SIGUSR1 (server.py) before a stop: /readyz 503, Connection: close
+    add_hook(app, close_while_draining)
     app.cleanup_ctx.append(access_ctx)
     add_hook(app, decorate)  # CORS and x-ratelimit-* headers, streams included
     app.cleanup_ctx.append(_ollama_client)

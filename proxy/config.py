@@ -94,6 +94,9 @@ class ServerConfig:
     # Host names accepted in the Host header (DNS-rebinding defence, proxy/access/cors.py).
     # Empty: only localhost/127.0.0.1/[::1] when listening on loopback, else any.
     allowed_hosts: tuple[str, ...] = ()
+    # A graceful stop (SIGTERM): seconds requests in flight (long streams) may still take once
+    # the listener is closed; past it they are cut off. aiohttp's default.
+    shutdown_timeout: float = checked(60.0, _positive, "> 0")
 
 
 @dataclass(frozen=True)
@@ -460,7 +463,7 @@ class StoreConfig:
     enabled: bool = False
     url: str = checked("sqlite:///proxy.db", lambda v: v.startswith(("sqlite://", "postgresql://", "postgres://")),
                        "a sqlite:// or postgresql:// URL")
-    flush_interval: float = checked(5.0, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600")
+    flush_interval: float = checked(1.0, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600")
     max_pending: int = checked(10_000, lambda v: v >= 1, ">= 1")
     chat_completions: StorePolicy = "on_request"
     responses: StorePolicy = "on_request"
@@ -639,6 +642,9 @@ class Config:
     auth: AuthConfig = AuthConfig()
     ratelimit: RatelimitConfig = RatelimitConfig()
     cors: CorsConfig = CorsConfig()
+    # Further TOML files merged over this one, in order (paths relative to this file): secrets
+    # kept apart from the rest, e.g. a Kubernetes Secret holding [store] url and [[auth.keys]].
+    include: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_defaults_within_limits(self.models, self.limits)
@@ -705,6 +711,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = with_includes(data, Path(path).resolve().parent)
     config = build(Config, data, "")
     if config.upstreams and "base_url" in (data.get("upstream") or {}):
         raise ConfigError("upstream.base_url: give either [upstream] base_url or [[upstreams]], not both")
@@ -720,6 +727,35 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     if path is not None and config.store.enabled:  # off: the URL is unused (and Config() stays equal)
         config = store_relative_to(config, Path(path).resolve().parent)
     return config
+
+
+def with_includes(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with each file of its ``include`` list merged over it, in order."""
+    includes = data.get("include", [])
+    if not isinstance(includes, list) or not all(isinstance(p, str) and p for p in includes):
+        raise ConfigError("include: must be a list of file paths")
+    for i, name in enumerate(includes):
+        try:
+            with open(base / name, "rb") as fh:
+                extra = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"include[{i}]: cannot read {name}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"include[{i}]: {name} is not valid TOML: {exc}") from None
+        if "include" in extra:
+            raise ConfigError(f"include[{i}]: {name} may not include further files")
+        data = merge_tables(data, extra)
+    return data
+
+
+def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: tables merge key by key, anything else (arrays of tables such as
+    ``[[auth.keys]]`` too) is replaced whole."""
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        merged[key] = merge_tables(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def pool_servers(config: Config) -> tuple[UpstreamServer, ...]:

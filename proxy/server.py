@@ -16,6 +16,7 @@ from aiohttp import web, web_response
 from .access.reload import reload_on_sighup
 from .app import create_app
 from .config import Config
+from .drain import DRAIN_SIGNAL, drain_on_signal
 from .jobs.secret import SECRET_ENV
 from .logs import setup_logging
 from .middleware import SERVER_NAME
@@ -25,6 +26,9 @@ from .observe.multiproc import MultiprocDir
 __all__ = ["hide_server_version", "install_uvloop", "serve", "supervise"]
 
 log = logging.getLogger("proxy")
+
+# Signals the parent of --workers N passes on to every worker.
+FORWARDED = frozenset({signal.SIGHUP, DRAIN_SIGNAL})
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
 
@@ -51,8 +55,9 @@ def hide_server_version() -> None:
 
 
 def serve(config: Config, source: str | None = None) -> None:
-    """Run one server process until SIGINT/SIGTERM, then shut down gracefully; SIGHUP
-    reloads the API keys from ``source`` (the config file)."""
+    """Run one server process until SIGINT/SIGTERM, then shut down gracefully (requests in
+    flight get ``server.shutdown_timeout``); SIGHUP reloads the API keys from ``source`` (the
+    config file); SIGUSR1 starts draining (``proxy/drain.py``)."""
     setup_logging(config.log)  # text (control characters escaped) or one JSON object per line
     hide_server_version()
     uvloop = config.server.uvloop and install_uvloop()
@@ -61,14 +66,20 @@ def serve(config: Config, source: str | None = None) -> None:
         config.server.host, config.server.port, config.upstream.base_url, " (uvloop)" if uvloop else "",
     )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a worker: blocked since its spawn
+    # A drain asked for before the handler is in place waits for it (drain_on_signal unblocks).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {DRAIN_SIGNAL})
     app = create_app(config)
     app.on_startup.append(reload_on_sighup(source))
+    app.on_startup.append(drain_on_signal)
     web.run_app(
         app,
         host=config.server.host,
         port=config.server.port,
         reuse_port=config.server.workers > 1,
         handler_cancellation=True,
+        # After SIGTERM: the listener closes, then requests in flight (streams) get this long.
+        shutdown_timeout=config.server.shutdown_timeout,
         # The JSON access record is written by the observe middleware, with its fields.
         access_log=logging.getLogger("aiohttp.access") if config.log.access and not structured_access(config) else None,
         access_log_format=ACCESS_LOG_FORMAT,
@@ -80,7 +91,7 @@ def supervise(config: Config, source: str | None = None) -> int:
     """Run ``server.workers`` processes on one port (SO_REUSEPORT; the kernel spreads the
     connections) and stop them all together: a signal to the parent is passed to every worker,
     and one worker dying takes the others down so a supervisor can restart the whole set.
-    SIGHUP is passed on too: every worker reloads its keys."""
+    SIGHUP is passed on too (every worker reloads its keys), and SIGUSR1 (every worker drains)."""
     # Before the workers start: they pick prometheus-client's multiprocess store at import.
     metrics_dir = MultiprocDir() if config.metrics.enabled else None
     try:
@@ -105,16 +116,23 @@ def _run_workers(config: Config, source: str | None, metrics_dir: MultiprocDir |
             if worker.pid is not None and worker.is_alive():
                 worker.terminate()  # SIGTERM: each worker shuts down gracefully
 
-    def reload(signum: int, _frame: object) -> None:
+    def forward(signum: int, _frame: object) -> None:  # SIGHUP (reload keys), SIGUSR1 (drain)
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGHUP)
+                os.kill(worker.pid, signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
-    for worker in workers:
-        worker.start()
+    signal.signal(signal.SIGHUP, forward)
+    signal.signal(DRAIN_SIGNAL, forward)
+    # A worker inherits the mask: a signal passed on before it can take it waits, instead of
+    # ending it with the default action.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     status = 0
 
     pending = {worker.sentinel: worker for worker in workers}

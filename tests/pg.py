@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["postgres_server", "reset_postgres", "store_url"]
+__all__ = ["postgres_server", "reset_postgres", "start_postgres", "stop_postgres", "store_url"]
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -104,3 +104,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_server")
     reset_postgres(url)
     return url
+
+
+def _server_of(url: str) -> tuple[Path, Path, str | None, str]:
+    """The binaries, data directory, owner and port of the server ``postgres_server`` started."""
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(url).query)
+    root, port = Path(query["host"][0]), query["port"][0]
+    bindir = _binaries()
+    assert bindir is not None
+    return bindir, root, "postgres" if os.geteuid() == 0 else None, port
+
+
+def stop_postgres(url: str) -> None:
+    """Stop the test server (fast shutdown: sessions are ended, their transactions rolled back)."""
+    bindir, root, user, _ = _server_of(url)
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"], user),
+                   check=True, capture_output=True, timeout=120)
+
+
+def start_postgres(url: str) -> None:
+    """Start the test server again, on the same socket, port and data."""
+    bindir, root, user, port = _server_of(url)
+    options = f"-p {port} -k {root} -c listen_addresses='' -F"
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-o", options, "-l",
+                              str(root / "log"), "-w", "start"], user), check=True, capture_output=True, timeout=120)

@@ -69,6 +69,7 @@ FLOORS: dict[str, int] = {
     "proxy.access.policy": 2,
     "proxy.jobs.secret": 2,
     "proxy.jobs.records": 2,
+    "proxy.drain": 2,  # the app's draining flag (SIGUSR1 before a stop)
     # 3 the app's keys
     "proxy.appkeys": 3,
     # 4 gates

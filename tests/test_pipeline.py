@@ -19,7 +19,7 @@ def test_one_middleware_and_one_response_hook() -> None:
     app = create_app(make_config("http://127.0.0.1:1", {"routing": {"sticky": True, "expose_upstream": True}}))
     assert list(app.middlewares) == [pipeline]
     assert list(app.on_response_prepare) == [respond]
-    assert len(app[PIPELINE].hooks) == 2  # CORS / rate-limit headers, then X-Upstream
+    assert len(app[PIPELINE].hooks) == 3  # Connection: close while draining, CORS / rate-limit headers, X-Upstream
 
 
 @pytest.mark.parametrize(("toml", "generate", "keyed"), [

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
+from ..drain import DRAIN
 from ..pool import Pool
 from ..probe import HealthProbe, ProbeResult, ollama_loaded, ollama_version
 from ..translate.keys import camelize
@@ -28,7 +29,12 @@ _NO_STORE = {"Cache-Control": "no-store"}
 _LIVE = b'{"status":"ok"}'
 
 
+_DRAINING = b'{"status":"draining","reason":"This process is stopping; send requests elsewhere."}'
+
+
 async def readiness(request: web.Request) -> web.Response:
+    if request.app[DRAIN].on:  # before a stop (proxy/drain.py): out of rotation, still serving
+        return web.Response(status=503, body=_DRAINING, content_type="application/json", headers=_NO_STORE)
     result = await request.app[PROBE].check()
     body = result.body
     service = request.app.get(STORE_SERVICE)

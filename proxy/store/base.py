@@ -11,6 +11,7 @@ the store never looks inside them except through the ``chat_metadata`` side tabl
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -104,12 +105,25 @@ class Store(abc.ABC):
 
     # ---- usage -------------------------------------------------------------------------------
 
-    async def add_usage(self, rows: Sequence[UsageRow]) -> None:
-        """Add ``rows`` to the hourly totals, in one transaction (one batched upsert)."""
-        if rows:
-            await self.transaction((_USAGE_UPSERT, (
-                r.hour, r.key_id, r.model, r.endpoint, r.requests, r.errors, r.input_tokens,
-                r.output_tokens, r.seconds, r.requested)) for r in rows)
+    async def add_usage(self, rows: Sequence[UsageRow], batch: str | None = None) -> None:
+        """Add ``rows`` to the hourly totals, in one transaction (one batched upsert); with a
+        ``batch`` id, that id is recorded in the same transaction (``usage_written``)."""
+        if not rows:
+            return
+        statements: list[Statement] = []
+        if batch is not None:
+            statements.append(("INSERT INTO usage_batches (id, written) VALUES (?, ?)", (batch, int(time.time()))))
+        statements += [(_USAGE_UPSERT, (r.hour, r.key_id, r.model, r.endpoint, r.requests, r.errors,
+                                        r.input_tokens, r.output_tokens, r.seconds, r.requested)) for r in rows]
+        await self.transaction(statements)
+
+    async def usage_written(self, batch: str) -> bool:
+        """Whether the write of ``batch`` committed (asked only after it seemed to fail)."""
+        return bool(await self.fetch("SELECT 1 FROM usage_batches WHERE id = ?", batch))
+
+    async def forget_usage_batches(self, before: int) -> None:
+        """Drop the ids of batches written before ``before`` (unix seconds): long settled."""
+        await self.execute("DELETE FROM usage_batches WHERE written < ?", before)
 
     async def usage(self, start: int, end: int, key_id: str | None = None) -> list[UsageRow]:
         """Hourly rows with ``start <= hour < end``; one key's only when ``key_id`` is given."""

@@ -61,6 +61,11 @@ STEPS: tuple[tuple[str, ...], ...] = (
         " PRIMARY KEY (batch_id, line))"),
         "CREATE INDEX batch_lines_pending ON batch_lines (batch_id, done, lease_until)",
     ),
+    (  # 4: the ids of usage writes that committed, so a retry after an unclear failure (the
+       # connection lost around COMMIT) can tell whether it already counted
+        "CREATE TABLE usage_batches (id TEXT PRIMARY KEY, written BIGINT NOT NULL)",
+        "CREATE INDEX usage_batches_by_written ON usage_batches (written)",
+    ),
 )
 
 

@@ -50,7 +50,10 @@ class PostgresStore(Store):
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 4) -> PostgresStore:
         with _errors():
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
+            # min_size=0: connections are opened when wanted, so while the server is away (a
+            # restart) asyncpg does not retry a floor of them in the background, logging a
+            # traceback each second; the store's own retries and /readyz report it instead.
+            pool = await asyncpg.create_pool(url, min_size=0, max_size=pool_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=COMMAND_TIMEOUT)
         store = cls(pool)
         try:
@@ -110,5 +113,8 @@ def _errors() -> Iterator[None]:
     """PostgreSQL's and the network's failures as ``StoreError``."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    # InternalClientError: a connection the server dropped mid-statement (a restart) can leave
+    # asyncpg's protocol in a state it reports so ("cannot switch to state ...").
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
+            TimeoutError) as exc:
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
