@@ -9,10 +9,11 @@ import dataclasses
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .access.cors import is_loopback
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, key_file_relative_to, load_config
 from .server import serve, supervise
 
 __all__ = ["main"]
@@ -38,6 +39,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def configure(args: argparse.Namespace) -> Config:
     """The effective config: file (or defaults), then env, then command-line flags."""
     config = load_config(args.config)
+    if args.config is not None:
+        config = key_file_relative_to(config, Path(args.config).resolve().parent)
     server = config.server
     if args.host is not None:
         server = dataclasses.replace(server, host=args.host)

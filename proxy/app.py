@@ -61,6 +61,7 @@ from .pipeline import (
 )
 from .pipeline import install as install_pipeline
 from .pool import Pool, expose_upstream, session_affinity
+from .reasoning_key import REASONING_KEY, ReasoningKey
 from .responses_store import RESPONSE_RECORDS
 from .store.backends import open_store
 from .store.responses import StoredResponses
@@ -81,6 +82,7 @@ def create_app(config: Config) -> web.Application:
     app[VALIDATOR] = Validator(config.limits)
     app[ADMISSION] = Admission(config.admission)
     app[MODELS] = ModelTable(config.models)  # [models.aliases] and [models.defaults]; SIGHUP swaps them
+    app[REASONING_KEY] = ReasoningKey(config.responses)  # read at the first sealed reasoning
     app[OUTCOME_LISTENERS] = []  # rate-limit settlement, usage and metrics add theirs
     # One middleware and one response hook run every gate in pipeline.ORDER: access (Origin,
     # Host, key, content type) before any body is read; meter (the key's models and rate

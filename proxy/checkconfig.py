@@ -19,7 +19,7 @@ from .validate import Validator
 __all__ = ["describe"]
 
 _SERVER_KEYS = ("keepalive_timeout", "body_timeout", "max_line_size", "max_field_size", "max_headers",
-                "write_timeout", "accept_compressed_requests")
+                "write_timeout", "accept_compressed_requests", "max_compression_ratio")
 
 
 def describe(config: Config, source: str | None = None) -> str:

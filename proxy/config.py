@@ -44,6 +44,7 @@ __all__ = [
     "PassthroughConfig",
     "RatelimitConfig",
     "ResponseConfig",
+    "ResponsesConfig",
     "RoutingConfig",
     "ServerConfig",
     "StoreConfig",
@@ -52,6 +53,7 @@ __all__ = [
     "UpstreamConfig",
     "UpstreamServer",
     "check_defaults_within_limits",
+    "key_file_relative_to",
     "load_config",
     "pool_servers",
     "store_relative_to",
@@ -88,9 +90,12 @@ class ServerConfig:
     # nginx's send_timeout: the longest one write of a streamed answer may wait for the client
     # to take data; past it the stream is aborted and its upstream request and slot given back.
     write_timeout: float = checked(60.0, _positive, "> 0")
-    # Compressed request bodies are refused with 415 (nginx never inflates them; Envoy only with
-    # its opt-in decompressor filter); true lets aiohttp inflate gzip/deflate, bounded per request.
-    accept_compressed_requests: bool = False
+    # Compressed request bodies (zstd, gzip, deflate) are decoded as they arrive, bounded by
+    # limits.max_body_bytes and max_compression_ratio (proxy/decompress.py); false: 415, as nginx.
+    accept_compressed_requests: bool = True
+    # Past 1 MiB decoded, a body may decode to at most this many times its compressed size (0: no
+    # bound); JSON compresses 3-5 times, a bomb a thousand.
+    max_compression_ratio: int = checked(100, lambda v: v >= 0, ">= 0 (0 means no ratio bound)")
     # Host names accepted in the Host header (DNS-rebinding defence, proxy/access/cors.py).
     # Empty: only localhost/127.0.0.1/[::1] when listening on loopback, else any.
     allowed_hosts: tuple[str, ...] = ()
@@ -286,6 +291,23 @@ class AnthropicConfig:
     # Server tools (web_search_*, bash_*, code_execution_*…) offered, not forced: "drop" leaves
     # them out (named in X-Ollama-Proxy-Dropped-Tools), "refuse" answers 400 naming the first.
     server_tools: Literal["drop", "refuse"] = "drop"
+
+
+@dataclass(frozen=True)
+class ResponsesConfig:
+    """``[responses]``: what ``/v1/responses`` does with what Ollama cannot run (hosted tools),
+    and the key that seals reasoning handed to clients (``encrypted_content``).
+
+    ``hosted_tools``: "drop" leaves OpenAI's hosted tools (``web_search``…) out of what the
+    model sees and says so in ``X-Ollama-Proxy-Dropped-Tools``; "refuse" answers 400 instead.
+    ``reasoning_key``: the secret (at least 32 characters) every replica sharing clients must
+    hold alike; empty: ``reasoning_key_file`` (relative to the config file's directory), made
+    with a random secret at first use; empty as well: a random key per process.
+    """
+
+    hosted_tools: Literal["drop", "refuse"] = "drop"
+    reasoning_key: str = checked("", lambda v: v == "" or len(v) >= 32, "empty or at least 32 characters")
+    reasoning_key_file: str = "reasoning.key"
 
 
 @dataclass(frozen=True)
@@ -628,6 +650,7 @@ class Config:
     admission: AdmissionConfig = AdmissionConfig()
     response: ResponseConfig = ResponseConfig()
     anthropic: AnthropicConfig = AnthropicConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
     models: ModelsConfig = ModelsConfig()
@@ -756,6 +779,16 @@ def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
         old = merged.get(key)
         merged[key] = merge_tables(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
     return merged
+
+
+def key_file_relative_to(config: Config, base: Path) -> Config:
+    """A relative ``[responses] reasoning_key_file`` names a file in ``base``, the config file's
+    directory (as the store's SQLite path); applied by the CLI, so ``Config()`` stays equal."""
+    key_file = config.responses.reasoning_key_file
+    if not key_file or Path(key_file).is_absolute():
+        return config
+    responses = dataclasses.replace(config.responses, reasoning_key_file=str(base / key_file))
+    return dataclasses.replace(config, responses=responses)
 
 
 def pool_servers(config: Config) -> tuple[UpstreamServer, ...]:

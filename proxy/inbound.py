@@ -18,9 +18,10 @@ aiohttp enforces part of it, with the settings ``server_settings`` derives from 
   aiohttp's ``client_max_size`` as it arrives (413 too);
 * the whole body must arrive within ``server.body_timeout`` seconds (408, connection closed);
 * malformed chunked framing is a 400;
-* a compressed body (``Content-Encoding``) is a 415 unless ``server.accept_compressed_requests``,
-  and then only gzip or deflate, inflated here in one bounded step (413 past
-  ``limits.max_body_bytes`` of output), never by aiohttp's parser;
+* a compressed body (``Content-Encoding`` zstd, gzip or deflate) is decoded here as it arrives,
+  never by aiohttp's parser, bounded by ``limits.max_body_bytes`` and
+  ``server.max_compression_ratio`` (413; ``proxy/decompress.py``); a corrupt stream is 400, any
+  other coding 415, and every compressed body 415 with ``server.accept_compressed_requests = false``;
 * on every route but a pass-through blob upload, the JSON shape check
   (``Validator.check_raw``: depth, objects and arrays) runs on the bytes before any parser does.
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +41,7 @@ from aiohttp.typedefs import Handler
 
 from .appkeys import CONFIG, VALIDATOR
 from .config import ServerConfig
+from .decompress import DECODABLE, PIECE, BodyDecoder
 from .errors import (
     ExpectationFailed,
     InvalidRequest,
@@ -52,11 +53,10 @@ from .errors import (
 from .logs import ProtocolLog
 from .middleware import api_family, error_response, request_id
 
-__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "inflate", "server_settings"]
+__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "server_settings"]
 
-# The request body after inflating it, when it came compressed (``body_of`` reads it).
+# The request body after decoding it, when it came compressed (``body_of`` reads it).
 BODY = web.RequestKey("body", bytes)
-_INFLATABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 async def body_of(request: web.Request) -> bytes:
@@ -68,8 +68,8 @@ async def body_of(request: web.Request) -> bytes:
 def _content_encoding(request: web.Request, accept: bool) -> str | None:
     """The body's one content coding, or None; 415 for any the proxy does not take.
 
-    nginx relays request bodies as they are and Envoy inflates them only with its opt-in
-    decompressor filter; Ollama takes no compressed bodies, so by default neither does this proxy.
+    nginx relays request bodies as they are and Envoy decodes them only with its opt-in
+    decompressor filter; Codex sends zstd in some set-ups, so the proxy decodes by default.
     """
     if "Content-Encoding" not in request.headers:
         return None  # the usual request: nothing to look at
@@ -82,31 +82,11 @@ def _content_encoding(request: web.Request, accept: bool) -> str | None:
         raise UnsupportedMediaType(f"Compressed request bodies are not accepted (Content-Encoding: {shown}); "
                                    "send the body uncompressed (server.accept_compressed_requests).",
                                    param="Content-Encoding", code="unsupported_content_encoding")
-    if len(codings) != 1 or codings[0] not in _INFLATABLE:
-        raise UnsupportedMediaType(f"Content-Encoding {shown!r} is not supported; use gzip or deflate.",
+    if len(codings) != 1 or codings[0] not in DECODABLE:
+        raise UnsupportedMediaType(f"Content-Encoding {shown!r} is not supported; use zstd, gzip or deflate.",
                                    param="Content-Encoding", code="unsupported_content_encoding")
     return codings[0]
 
-
-def inflate(raw: bytes, encoding: str, limit: int) -> bytes:
-    """``raw`` inflated, refused (413) as soon as the output would pass ``limit``.
-
-    One bounded call: zlib stops at ``limit + 1`` bytes of output and keeps the rest of the
-    input unread, so memory stays at the compressed body plus ``limit`` whatever the ratio.
-    """
-    wbits = _INFLATABLE[encoding]
-    if encoding == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
-        wbits = -zlib.MAX_WBITS  # raw deflate without the zlib header, as aiohttp also accepts
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        raise InvalidRequest(f"The request body is not valid {encoding} data.", code="invalid_body") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"The request body inflates beyond the limit of {limit} bytes (limits.max_body_bytes).")
-    if not inflater.eof:
-        raise InvalidRequest(f"The request body is truncated {encoding} data.", code="invalid_body")
-    return out
 
 log = logging.getLogger("proxy")
 
@@ -168,7 +148,10 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     encoding = _content_encoding(request, config.server.accept_compressed_requests)
     timeout = config.server.body_timeout
     try:
-        if request.content.is_eof():  # the usual case: the body came with the headers
+        if encoding is not None:
+            async with asyncio.timeout(timeout):
+                raw = request[BODY] = await _decoded(request, encoding, max_bytes, config.server.max_compression_ratio)
+        elif request.content.is_eof():  # the usual case: the body came with the headers
             raw = await request.read()
         else:
             async with asyncio.timeout(timeout):
@@ -180,15 +163,21 @@ async def body_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.RequestPayloadError:
         raise InvalidRequest("The request body is malformed (bad chunked or compressed framing).",
                              code="invalid_body") from None
-    if encoding is not None:
-        raw = inflate(raw, encoding, max_bytes)
-        request[BODY] = raw
     if not request.path.startswith(("/api/blobs/", "/v1/files")):
         # Every JSON body (the /v1 routes and the /api/* pass-through, which parses and
         # re-serialises it) is shape-checked before a parser sees it; a blob upload is binary,
         # a batch file a multipart upload (each of its lines is checked when it runs).
         request.app[VALIDATOR].check_raw(raw)
     return await handler(request)
+
+
+async def _decoded(request: web.Request, encoding: str, limit: int, ratio: int) -> bytes:
+    """The body decoded piece by piece as it arrives (aiohttp's size check is bypassed: the
+    decoder counts the compressed bytes against the same limit)."""
+    decoder = BodyDecoder(encoding, limit, ratio)
+    async for data in request.content.iter_chunked(PIECE):
+        decoder.feed(data)
+    return decoder.finish()
 
 
 async def _body_timed_out(request: web.Request, timeout: float) -> web.StreamResponse:

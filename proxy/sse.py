@@ -7,6 +7,8 @@ stream is closed without ``[DONE]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from .middleware import SERVER_NAME
@@ -35,7 +37,7 @@ class EventStreamResponse(web.StreamResponse):
 
 
 async def start_event_stream(request: web.Request, request_id: str,
-                             headers: dict[str, str] | None = None) -> web.StreamResponse:
+                             headers: Mapping[str, str] | None = None) -> web.StreamResponse:
     """Prepare the SSE response (its headers go out with the first frame) and return it."""
     response = EventStreamResponse(status=200, headers={**_HEADERS, "X-Request-Id": request_id, **(headers or {})})
     await response.prepare(request)

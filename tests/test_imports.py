@@ -52,6 +52,7 @@ FLOORS: dict[str, int] = {
     "proxy.validate": 1,
     "proxy.extras": 1,
     "proxy.native": 1,
+    "proxy.decompress": 1,  # compressed request bodies, decoded within bounds (pure)
     # 2 services
     "proxy.upstream": 2,
     "proxy.pool.pool": 2,
@@ -64,6 +65,7 @@ FLOORS: dict[str, int] = {
     "proxy.outcome": 2,
     "proxy.outbound": 2,
     "proxy.responses_store": 2,
+    "proxy.reasoning_key": 2,  # the key that seals reasoning, read or made at first use
     "proxy.store": 2,
     "proxy.access": 2,
     "proxy.access.policy": 2,

@@ -49,9 +49,10 @@ _ALLOWED_PREFIXES = ("x-stainless-", "anthropic-")  # the SDKs' own; Anthropic's
 _METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 
 _EXPOSED = (
-    "X-Request-Id", "Retry-After", "request-id", "X-Ollama-Proxy-Dropped-Tools",
+    "X-Request-Id", "Retry-After", "request-id",
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+    "X-Ollama-Proxy-Dropped-Tools",
 )
 EXPOSED_HEADERS = ", ".join(_EXPOSED)
 

@@ -40,6 +40,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..fairqueue import DEFAULT, HIGH, LOW
+from ..inbound import body_of
 from ..jobs.secret import BATCH_HEADER, process_secret, read_line_header
 from ..models import resolve_model
 from ..outcome import REQUEST_OUTCOMES, Outcome
@@ -226,7 +227,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     policy = policy_of(request)  # the route's declared kind
     if not policy.json:
         return await handler(request)
-    raw = await request.read()  # read once by the body guard: this is its cached copy
+    raw = await body_of(request)  # read once by the body guard (decoded, when it came compressed)
     body = _json_object(raw)
     if body is None or not isinstance(body.get("model"), str):
         return await handler(request)  # the handler refuses the body in its own words

@@ -31,6 +31,7 @@ from ..models import fill_defaults, resolve_model
 from ..outbound import ClientStalled, WriteGuard
 from ..outcome import CLIENT_CLOSED, Outcome, account
 from ..pool import Pool
+from ..reasoning_key import REASONING_KEY
 from ..responses_store import RESPONSE_RECORDS, ResponseRecords
 from ..sse import start_event_stream
 from ..translate.responses import (
@@ -42,8 +43,9 @@ from ..translate.responses import (
     to_history,
     to_response,
 )
-from ..translate.responses_input import item_ids, references, response_of
+from ..translate.responses_input import SEALED, item_ids, references, response_of
 from ..translate.responses_stream import ResponsesStream, failed, frames_for_read, new_stream
+from ..translate.sealed import Sealer
 from ..upstream import OllamaClient
 from ..validate import with_defaults
 from .common import (
@@ -59,6 +61,8 @@ __all__ = ["create_response", "delete_response", "list_input_items", "retrieve_r
 
 log = logging.getLogger("proxy.stream")
 
+# Names the hosted tools (web_search…) a request offered that the model was not shown.
+DROPPED_TOOLS = "X-Ollama-Proxy-Dropped-Tools"
 STORE_OFF = "The proxy keeps no responses: turn the store on with `[store] enabled = true` in its config"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what a response id may be before a store sees it
 
@@ -82,9 +86,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     await _dereference(records, body, key_id)
     response_id = new_id("resp_")
     ctx = ResponsesContext(id=response_id, created_at=_now(), new_id=item_ids(response_id), now=_now)
-    req = from_openai(body, ctx, history)
+    sealer = Sealer(await request.app[REASONING_KEY].get(), key_id) if _seals(body) else None
+    req = from_openai(body, ctx, history, sealer, config.responses.hosted_tools == "refuse")
     req.echo["model"] = names.requested  # the response names the model the client asked for
     del body, history
+    headers = _dropped(request, req)
     keep = None
     if records is not None and _keeps(records, req):  # `is not None`: a store may define __len__
         keep = Keeping(records, key_id, req.input_items, req.messages)
@@ -92,7 +98,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if tier is not None:  # the class it ran in, as OpenAI reports it
         response["service_tier"] = answer_tier(request.app[ADMISSION].priority_of(request))
     ollama = with_defaults(await fill_defaults(request, req.body, limits), limits)
-    model, stream, sealed = req.model, req.stream, req.sealed_reasoning
+    model, stream, tool_names = req.model, req.stream, req.names
+    sealing = sealer if req.sealed_reasoning else None
     del req  # translated; what the store needs is in `keep`, the rest is not held for the stream
     async with (
         request.app[ADMISSION].slot(model, request),  # given back however the answer ends
@@ -101,15 +108,36 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         if not stream:
             answer = whole_answer(await client.request_json("POST", "/api/chat", ollama))
             outcome.count_tokens(answer)
-            done = to_response(answer, response, ctx, sealed)
+            done = to_response(answer, response, ctx, sealing, tool_names)
             if keep is not None:
                 await keep.put(done)
-            return json_response(done)
-        state = new_stream(ctx, response, config.upstream.max_line_bytes, sealed)
+            answered = json_response(done)
+            answered.headers.update(headers)
+            return answered
+        state = new_stream(ctx, response, config.upstream.max_line_bytes, sealing, tool_names)
         call = client.open("POST", "/api/chat", ollama)
         del ollama  # JSON bytes in the call now, dropped once sent
         async with call as upstream:
-            return await _relay(request, client, upstream, state, outcome, keep)
+            return await _relay(request, client, upstream, state, outcome, keep, headers)
+
+
+def _seals(body: dict[str, Any]) -> bool:
+    """Whether the request asks for sealed reasoning or hands some back (then the key is read)."""
+    include, items = body.get("include"), body.get("input")
+    if isinstance(include, list) and SEALED in include:
+        return True
+    return isinstance(items, list) and any(
+        isinstance(item, dict) and item.get("type") == "reasoning" and item.get("encrypted_content")
+        for item in items)
+
+
+def _dropped(request: web.Request, req: ResponsesRequest) -> dict[str, str]:
+    """The answer's header naming the hosted tools left out (and a debug line saying so)."""
+    if not req.dropped_tools:
+        return {}
+    shown = ", ".join(req.dropped_tools)
+    log.debug("%s hosted tools left out of what the model sees: %s", request_id(request), shown)
+    return {DROPPED_TOOLS: shown}
 
 
 def _keeps(records: ResponseRecords, req: ResponsesRequest) -> bool:
@@ -177,7 +205,8 @@ class Keeping:
 
 
 async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
-                 state: ResponsesStream, outcome: Outcome, keep: Keeping | None) -> web.StreamResponse:
+                 state: ResponsesStream, outcome: Outcome, keep: Keeping | None,
+                 headers: dict[str, str]) -> web.StreamResponse:
     """Ollama's NDJSON → Responses events, each read's events in one write, at once.
 
     The terminal event waits for the store. Faults end the response with ``response.failed``; a
@@ -185,7 +214,7 @@ async def _relay(request: web.Request, client: OllamaClient | Pool, upstream: ai
     ``server.write_timeout`` (leaving the caller's ``async with`` closes Ollama's request).
     """
     rid = request_id(request)
-    response = await start_event_stream(request, rid)
+    response = await start_event_stream(request, rid, headers)
     with WriteGuard(response, request.app[CONFIG].server.write_timeout) as guard:
         return await _relay_guarded(request, client, upstream, state, outcome, keep, guard, rid)
 

@@ -50,6 +50,7 @@ SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_b
 SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
 UPSTREAM_HEADER = "X-Upstream"
 SESSION_HEADER = "X-Session-Id"
+CODEX_SESSION_HEADER = "session-id"  # what Codex sends on every request of one session
 
 
 class Server:
@@ -525,8 +526,9 @@ def expose_upstream(config: Config) -> Callable[[web.Request, web.StreamResponse
 
 @web.middleware
 async def session_affinity(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With ``[routing] sticky``: the client's ``X-Session-Id`` for the pool to key on."""
-    session = request.headers.get(SESSION_HEADER)
+    """With ``[routing] sticky``: the client's ``X-Session-Id`` (or Codex's ``session-id``) for
+    the pool to key on."""
+    session = request.headers.get(SESSION_HEADER) or request.headers.get(CODEX_SESSION_HEADER)
     if session:
         SESSION.set(session[:256])
     return await handler(request)

@@ -13,26 +13,24 @@ reference: mapped, accepted without effect, or refused with a 400 naming it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidRequest, UnsupportedParameter
-from .chat import OLLAMA_OPTIONS, OLLAMA_TOP_LEVEL, to_format, to_options, to_think, to_tools
+from .chat import OLLAMA_OPTIONS, OLLAMA_TOP_LEVEL, to_format, to_options, to_think
 from .fields import (
     boolean,
     integer,
     keep_alive,
     log_unknown,
     model_name,
-    name_field,
     obj,
     require,
     string,
-    type_name,
 )
-from .responses_input import SEALED, seal, to_history, to_input
+from .responses_input import SEALED, to_history, to_input
+from .responses_tools import ToolNames, call_item, from_tools
+from .sealed import Sealer
 
 __all__ = [
     "ResponsesContext",
@@ -56,7 +54,11 @@ MAPPED = (
     "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation",
 )  # fmt: skip
 # Caller bookkeeping that does not change what the model generates: accepted, echoed, no effect.
-NO_EFFECT = ("prompt_cache_key", "prompt_cache_retention", "safety_identifier", "service_tier", "user")
+# ``client_metadata`` (Codex: its thread, session and turn ids) is for OpenAI's own logs.
+# ``service_tier`` picks the request's priority class in admission (the handler reads it and
+# reports the class that ran), so for the translation it is no more than bookkeeping.
+NO_EFFECT = ("client_metadata", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "service_tier",
+             "user")
 # Defined by OpenAI, impossible over Ollama: a 400 naming the field whenever it is set.
 REFUSED = {
     "access_programs": "'access_programs' is not supported by Ollama",
@@ -71,13 +73,6 @@ REFUSED = {
 }
 _KNOWN = frozenset((*MAPPED, *NO_EFFECT, *REFUSED, *OLLAMA_TOP_LEVEL, *OLLAMA_OPTIONS))
 
-# OpenAI's hosted tools run on OpenAI's servers; Ollama runs only the client's functions.
-BUILT_IN_TOOLS = (
-    "web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
-    "file_search", "computer", "computer_use", "computer_use_preview", "code_interpreter",
-    "image_generation", "mcp", "local_shell", "shell", "custom", "apply_patch", "tool_search",
-    "namespace",
-)  # fmt: skip
 _SUMMARIES = ("auto", "concise", "detailed")
 
 
@@ -103,6 +98,8 @@ class ResponsesRequest:
     input_items: list[dict[str, Any]]  # the input as items with ids (input_items listing)
     messages: list[dict[str, Any]]  # the conversation sent, without instructions (the history)
     sealed_reasoning: bool = False  # include "reasoning.encrypted_content": reasoning items carry it
+    names: ToolNames = field(default_factory=ToolNames)  # Ollama's function names → the tools they stand for
+    dropped_tools: tuple[str, ...] = ()  # hosted tool types left out of what the model sees
 
 
 def previous_response_id(body: dict[str, Any]) -> str | None:
@@ -113,12 +110,14 @@ def previous_response_id(body: dict[str, Any]) -> str | None:
     return found
 
 
-def from_openai(body: dict[str, Any], ctx: ResponsesContext,
-                history: list[dict[str, Any]] | None = None) -> ResponsesRequest:
+def from_openai(body: dict[str, Any], ctx: ResponsesContext, history: list[dict[str, Any]] | None = None,
+                sealer: Sealer | None = None, refuse_hosted: bool = False) -> ResponsesRequest:
     """Translate a Responses request into Ollama's ``/api/chat`` body.
 
     ``history`` is the stored conversation of ``previous_response_id`` (Ollama messages, its
     instructions left out: OpenAI does not carry instructions over to the next response).
+    ``sealer`` opens the caller's ``encrypted_content`` tokens; ``refuse_hosted`` turns the
+    hosted tools that are otherwise left out into a 400 (``[responses] hosted_tools``).
     """
     for key, why in REFUSED.items():
         if body.get(key) is not None:
@@ -129,8 +128,8 @@ def from_openai(body: dict[str, Any], ctx: ResponsesContext,
     store = boolean(body, "store") is not False
     sealed = _check_refusable(body)
     instructions = string(body, "instructions")
-    items, messages = to_input(body.get("input"), ctx.new_id, history or [])
-    tools, echo_tools, choice = _tools(body)
+    items, messages = to_input(body.get("input"), ctx.new_id, history or [], sealer)
+    tools = from_tools(body, refuse_hosted)
     text = _text(body)
     reasoning = _reasoning(body)
     max_output = integer(body, "max_output_tokens")
@@ -139,8 +138,8 @@ def from_openai(body: dict[str, Any], ctx: ResponsesContext,
 
     conversation = [{"role": "system", "content": instructions}] if instructions else []
     ollama: dict[str, Any] = {"model": model, "messages": conversation + messages, "stream": stream}
-    if tools:
-        ollama["tools"] = tools
+    if tools.ollama:
+        ollama["tools"] = tools.ollama
     fmt = to_format(text.get("chat", text.get("format")))
     if fmt is not None:
         ollama["format"] = fmt
@@ -167,13 +166,13 @@ def from_openai(body: dict[str, Any], ctx: ResponsesContext,
         "safety_identifier": string(body, "safety_identifier"),
         "temperature": body.get("temperature"),
         "text": {"format": text.get("format") or {"type": "text"}},
-        "tool_choice": choice,
-        "tools": echo_tools,
+        "tool_choice": tools.choice,
+        "tools": tools.echo,
         "top_p": body.get("top_p"),
         "truncation": body.get("truncation") or "disabled",
         "user": string(body, "user"),
     }
-    return ResponsesRequest(ollama, model, stream, store, echo, items, messages, sealed)
+    return ResponsesRequest(ollama, model, stream, store, echo, items, messages, sealed, tools.names, tools.dropped)
 
 
 def _check_refusable(body: dict[str, Any]) -> bool:
@@ -229,8 +228,9 @@ def _text(body: dict[str, Any]) -> dict[str, Any]:
     text = obj(body, "text")
     if text is None:
         return {}
-    if text.get("verbosity") is not None:
-        raise UnsupportedParameter("'verbosity' is not supported by Ollama.", param="text.verbosity")
+    # ``verbosity`` (Codex sends it for models that declare it) asks OpenAI's models for
+    # shorter or longer answers; Ollama has no such control, so it is accepted without effect.
+    string(text, "verbosity", "text.verbosity")
     fmt = obj(text, "format", "text.format")
     if fmt is None:
         return {}
@@ -264,69 +264,6 @@ def _reasoning(body: dict[str, Any]) -> dict[str, Any]:
             "summary": reasoning.get("summary") or reasoning.get("generate_summary")}
 
 
-def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
-    """Function tools → Ollama's (through chat's ``to_tools``); built-in tools are refused.
-
-    Returns Ollama's tools, the tools as the response echoes them, and the ``tool_choice``.
-    """
-    tools = body.get("tools")
-    if tools is None:
-        tools = []
-    if not isinstance(tools, list):
-        raise InvalidRequest(f"'tools' must be an array, got {type_name(tools)}.", param="tools")
-    choice = body.get("tool_choice")
-    if choice is None:
-        choice = "auto"
-    # Forced choices ("required", {"type": "function", "name": …}) plug in here once the chat
-    # translation can force a tool call (issue 14): map them to chat's tool_choice shape and
-    # hand them to to_tools below. Until then they are refused, as on chat.
-    if choice not in ("auto", "none"):
-        if choice == "required" or isinstance(choice, dict):
-            raise UnsupportedParameter("Ollama cannot force a tool call; 'tool_choice' must be 'auto' or 'none'.",
-                                       param="tool_choice")
-        raise InvalidRequest("'tool_choice' must be 'none', 'auto', 'required' or an object.", param="tool_choice")
-    chat_tools, echo = [], []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise InvalidRequest(f"'{param}' must be an object.", param=param)
-        kind = tool.get("type")
-        if kind != "function":
-            if isinstance(kind, str) and (kind in BUILT_IN_TOOLS or kind.startswith(("web_search", "file_search"))):
-                raise UnsupportedParameter(
-                    f"The built-in tool '{kind}' is not supported: Ollama runs only function tools.",
-                    param=f"{param}.type")
-            raise InvalidRequest(f"'{param}.type' must be 'function'.", param=f"{param}.type")
-        name = name_field(tool, "name", f"{param}.name")
-        description = string(tool, "description", f"{param}.description")
-        parameters = obj(tool, "parameters", f"{param}.parameters")
-        # strict is echoed; Ollama does not constrain tool arguments to the schema (docs/responses.md).
-        strict = boolean(tool, "strict", f"{param}.strict")
-        _plain_function(tool, param)
-        function: dict[str, Any] = {"name": name, "parameters": parameters}
-        if description is not None:
-            function["description"] = description
-        chat_tools.append({"type": "function", "function": function})
-        echo.append({"type": "function", "name": name, "description": description,
-                     "parameters": parameters, "strict": strict})
-    return to_tools({"tools": chat_tools, "tool_choice": choice}), echo, choice
-
-
-def _plain_function(tool: dict[str, Any], param: str) -> None:
-    """Function-tool options only OpenAI's tool runtime has (tool search, programmatic or
-    asynchronous calls, declared outputs): refused when set, never dropped."""
-    if boolean(tool, "defer_loading", f"{param}.defer_loading"):
-        raise UnsupportedParameter("Deferred tool loading (tool search) is not supported.", param=f"{param}.defer_loading")
-    if boolean(tool, "async", f"{param}.async"):
-        raise UnsupportedParameter("Asynchronous function calls are not supported.", param=f"{param}.async")
-    callers = tool.get("allowed_callers")
-    if callers is not None and callers != ["direct"]:
-        raise UnsupportedParameter("Only the model may call functions here; 'allowed_callers' must be ['direct'].",
-                                   param=f"{param}.allowed_callers")
-    if tool.get("output_schema") is not None:
-        raise UnsupportedParameter("Ollama's tools declare no output schema.", param=f"{param}.output_schema")
-
-
 # ---- Ollama → the response object ------------------------------------------------------------
 
 
@@ -348,10 +285,11 @@ def skeleton(request: ResponsesRequest, ctx: ResponsesContext, *, stored: bool) 
     }  # fmt: skip
 
 
-def reasoning_item(item_id: str, text: str, sealed: bool = False) -> dict[str, Any]:
+def reasoning_item(item_id: str, text: str, sealer: Sealer | None = None) -> dict[str, Any]:
+    """Ollama's thinking as a reasoning item; sealed for the caller when ``include`` asked."""
     item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
-    if sealed:
-        item["encrypted_content"] = seal(text)
+    if sealer is not None:
+        item["encrypted_content"] = sealer.seal(text)
     return item
 
 
@@ -377,14 +315,16 @@ def to_usage(final: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def call_items(calls: list[dict[str, Any]], ctx: ResponsesContext) -> list[dict[str, Any]]:
-    """Ollama tool calls → function_call items, ``arguments`` as a JSON string."""
+def call_items(calls: list[dict[str, Any]], ctx: ResponsesContext, names: ToolNames) -> list[dict[str, Any]]:
+    """Ollama tool calls → ``function_call`` items (``arguments`` a JSON string, ``namespace``
+    when the function is a namespace's) or ``custom_tool_call`` items (``input``)."""
     out = []
     for call in calls:
         function = call.get("function") or {}
-        arguments = orjson.dumps(function.get("arguments") or {}).decode()
-        out.append(function_call_item(ctx.new_id("fc_"), call.get("id") or ctx.new_id("call_"),
-                                      str(function.get("name") or ""), arguments))
+        flat = str(function.get("name") or "")
+        kind = names.lookup(flat)[2]
+        out.append(call_item(ctx.new_id("ctc_" if kind == "custom" else "fc_"), call.get("id") or ctx.new_id("call_"),
+                             flat, function.get("arguments"), names))
     return out
 
 
@@ -402,7 +342,7 @@ def finish(response: dict[str, Any], output: list[dict[str, Any]], final: dict[s
 
 
 def to_response(answer: dict[str, Any], response: dict[str, Any], ctx: ResponsesContext,
-                sealed: bool = False) -> dict[str, Any]:
+                sealer: Sealer | None = None, names: ToolNames | None = None) -> dict[str, Any]:
     """Ollama's non-streaming ``/api/chat`` answer → the finished response object."""
     message = answer.get("message") or {}
     thinking = message.get("thinking") or ""
@@ -411,8 +351,8 @@ def to_response(answer: dict[str, Any], response: dict[str, Any], ctx: Responses
     status = "incomplete" if answer.get("done_reason") == "length" else "completed"
     output = []
     if thinking:
-        output.append(reasoning_item(ctx.new_id("rs_"), thinking, sealed))
+        output.append(reasoning_item(ctx.new_id("rs_"), thinking, sealer))
     if content or not calls:
         output.append(message_item(ctx.new_id("msg_"), content, status))
-    output.extend(call_items(calls, ctx))
+    output.extend(call_items(calls, ctx, names or ToolNames()))
     return finish(response, output, answer, ctx)

@@ -1,10 +1,11 @@
 """OpenAI Responses ``input`` items → Ollama chat messages, as pure functions.
 
 Message items (roles, ``input_text``/``output_text`` parts, ``data:`` images), ``function_call``
-and ``function_call_output`` items (a call's output finds its function's name through the
-call's id, in this input or the stored history) and ``reasoning`` items (their text becomes the
-``thinking`` of the assistant turn after them) become the messages Ollama's ``/api/chat``
-takes. The same conversion turns a finished response's output into the history the next
+and ``custom_tool_call`` items (a namespaced one as its flat function name, see
+``responses_tools``) with their outputs (an output finds its function's name through the call's
+id, in this input or the stored history) and ``reasoning`` items (their text, or the thinking
+their ``encrypted_content`` seals, becomes the ``thinking`` of the assistant turn after them)
+become the messages Ollama's ``/api/chat`` takes. The same conversion turns a finished response's output into the history the next
 ``previous_response_id`` continues, so both directions agree by construction. Each item is also
 kept as ``input_items`` lists it. Each refusal names the path of the part at fault.
 """
@@ -12,7 +13,7 @@ kept as ``input_items`` lists it. Each refusal names the path of the part at fau
 from __future__ import annotations
 
 import binascii
-from base64 import b64decode, urlsafe_b64decode, urlsafe_b64encode
+from base64 import b64decode
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,10 @@ import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
 from .fields import name_field, require, string, type_name
+from .responses_tools import flat_name
+from .sealed import Sealer
 
-__all__ = ["SEALED", "item_ids", "references", "response_of", "seal", "to_history", "to_input", "unseal"]
+__all__ = ["SEALED", "item_ids", "references", "response_of", "to_history", "to_input"]
 
 NewId = Callable[[str], str]  # prefix → a fresh id
 
@@ -62,39 +65,25 @@ _HOSTED_ITEMS = (
     "computer_call", "computer_call_output", "web_search_call", "file_search_call",
     "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
     "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
-    "mcp_approval_request", "mcp_approval_response", "mcp_call", "custom_tool_call",
-    "custom_tool_call_output", "tool_search_call", "tool_search_output", "compaction",
+    "mcp_approval_request", "mcp_approval_response", "mcp_call", "tool_search_call", "tool_search_output", "compaction",
     "compaction_trigger", "additional_tools", "program", "program_output",
 )  # fmt: skip
 _ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 _IMAGE_PREFIXES = tuple(f"data:image/{kind};base64," for kind in ("png", "jpeg", "jpg", "webp", "gif"))
 # ``include: ["reasoning.encrypted_content"]`` asks for the reasoning in a form the client can
-# hand back when the server keeps nothing (``store: false``; Codex does this). OpenAI encrypts it;
-# here it is Ollama's thinking, which the summary already shows in clear, so it is only sealed
-# (a marked, base64 token) for the round trip, and only the proxy's own tokens are taken back.
+# hand back when the server keeps nothing (``store: false``; Codex does this): see ``sealed``.
 SEALED = "reasoning.encrypted_content"
-_SEAL = "ollama-proxy.thinking.v1:"
-
-
-def seal(text: str) -> str:
-    return _SEAL + urlsafe_b64encode(text.encode()).decode()
-
-
-def unseal(token: str, param: str) -> str:
-    if token.startswith(_SEAL):
-        try:
-            return urlsafe_b64decode(token[len(_SEAL):].encode()).decode()
-        except (binascii.Error, ValueError):
-            pass
-    raise InvalidRequest("This encrypted reasoning was not made by this proxy.", param=param)
 
 
 # ---- input items → Ollama messages -----------------------------------------------------------
 
 
-def to_input(value: Any, new_id: NewId,
-             history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``input`` → (its items with ids, the Ollama conversation: ``history`` then the input)."""
+def to_input(value: Any, new_id: NewId, history: list[dict[str, Any]],
+             sealer: Sealer | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``input`` → (its items with ids, the Ollama conversation: ``history`` then the input).
+
+    ``sealer`` opens the ``encrypted_content`` of reasoning items (the caller's own tokens only).
+    """
     if value is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input")
     if isinstance(value, str):
@@ -105,7 +94,7 @@ def to_input(value: Any, new_id: NewId,
         raise InvalidRequest(f"'input' must be a string or an array, got {type_name(value)}.", param="input")
     if not value and not history:
         raise InvalidRequest("'input' must contain at least one item.", param="input")
-    return _items(value, "input", new_id, history)
+    return _items(value, "input", new_id, history, sealer)
 
 
 def to_history(output: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,8 +102,8 @@ def to_history(output: list[dict[str, Any]], history: list[dict[str, Any]]) -> l
     return _items(output, "output", None, history)[1]
 
 
-def _items(items: list[Any], where: str, new_id: NewId | None,
-           history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _items(items: list[Any], where: str, new_id: NewId | None, history: list[dict[str, Any]],
+           sealer: Sealer | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     out = list(history)
     call_names = {call["id"]: call["function"]["name"]
                   for message in history for call in message.get("tool_calls") or () if "id" in call}
@@ -131,8 +120,8 @@ def _items(items: list[Any], where: str, new_id: NewId | None,
                 message["thinking"] = "\n".join(thinking)
                 thinking = []
             out.append(message)
-        elif kind == "function_call":
-            call, normal = _function_call(item, param)
+        elif kind in ("function_call", "custom_tool_call"):
+            call, normal = _function_call(item, param) if kind == "function_call" else _custom_call(item, param)
             call_names[call["id"]] = call["function"]["name"]
             last = out[-1] if out else None
             if last is None or last["role"] != "assistant" or (thinking and last.get("content")):
@@ -144,11 +133,11 @@ def _items(items: list[Any], where: str, new_id: NewId | None,
                 last["thinking"] = "\n".join(thinking)
                 thinking = []
             last.setdefault("tool_calls", []).append(call)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             message, normal = _call_output(item, param, call_names)
             out.append(message)
         elif kind == "reasoning":
-            text, normal = _reasoning_item(item, param)
+            text, normal = _reasoning_item(item, param, sealer)
             if text:
                 thinking.append(text)
         elif kind == "item_reference":  # the handler puts the stored items in their place first
@@ -165,7 +154,8 @@ def _items(items: list[Any], where: str, new_id: NewId | None,
     return kept, out
 
 
-_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
+_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_",
+              "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_"}
 
 
 def _message(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -244,10 +234,32 @@ def _function_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], di
     if not isinstance(arguments, dict):
         raise InvalidRequest(f"'{param}.arguments' must be a JSON object encoded as a string.",
                              param=f"{param}.arguments")
+    namespace = _namespace(item, param)
     normal = {"type": "function_call", "status": "completed", "arguments": raw, "call_id": call_id, "name": name}
+    if namespace is not None:
+        normal["namespace"] = namespace
     if isinstance(item.get("id"), str):
         normal = {"id": item["id"], **normal}
-    return {"id": call_id, "function": {"name": name, "arguments": arguments}}, normal
+    return {"id": call_id, "function": {"name": flat_name(namespace, name), "arguments": arguments}}, normal
+
+
+def _namespace(item: dict[str, Any], param: str) -> str | None:
+    """A call's ``namespace``, part of the name Ollama sees (so no NUL either)."""
+    return name_field(item, "namespace", f"{param}.namespace") if item.get("namespace") else None
+
+
+def _custom_call(item: dict[str, Any], param: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ``custom_tool_call`` → the call of its function, the text as its one argument."""
+    call_id = require(string(item, "call_id", f"{param}.call_id"), f"{param}.call_id")
+    name = name_field(item, "name", f"{param}.name")
+    text = require(string(item, "input", f"{param}.input"), f"{param}.input")
+    namespace = _namespace(item, param)
+    normal = {"type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": name, "input": text}
+    if namespace is not None:
+        normal["namespace"] = namespace
+    if isinstance(item.get("id"), str):
+        normal = {"id": item["id"], **normal}
+    return {"id": call_id, "function": {"name": flat_name(namespace, name), "arguments": {"input": text}}}, normal
 
 
 def _call_output(item: dict[str, Any], param: str,
@@ -261,23 +273,27 @@ def _call_output(item: dict[str, Any], param: str,
         texts = []
         for j, part in enumerate(output):
             part_param = f"{param}.output[{j}]"
-            if not isinstance(part, dict) or part.get("type") != "input_text":
-                raise UnsupportedParameter("Function call outputs may hold text parts only.", param=part_param)
+            if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
+                raise UnsupportedParameter("Tool call outputs may hold text parts only.", param=part_param)
             texts.append(require(string(part, "text", f"{part_param}.text"), f"{part_param}.text"))
         text = "\n".join(texts)
     elif isinstance(output, str):
         text = output
     else:
         raise InvalidRequest(f"'{param}.output' must be a string or an array of text parts.", param=f"{param}.output")
-    normal = {"type": "function_call_output", "call_id": call_id, "output": output, "status": "completed"}
+    normal = {"type": item["type"], "call_id": call_id, "output": output, "status": "completed"}
     if isinstance(item.get("id"), str):
         normal = {"id": item["id"], **normal}
     message = {"role": "tool", "content": text, "tool_name": call_names[call_id], "tool_call_id": call_id}
     return message, normal
 
 
-def _reasoning_item(item: dict[str, Any], param: str) -> tuple[str, dict[str, Any]]:
-    """A reasoning item's text: its sealed content, its ``content`` (raw reasoning) or its summary."""
+def _reasoning_item(item: dict[str, Any], param: str, sealer: Sealer | None) -> tuple[str, dict[str, Any]]:
+    """A reasoning item's text: its sealed content, its ``content`` (raw reasoning) or its summary.
+
+    Without a ``sealer`` (the proxy's own output, turned into history) the summary is the text:
+    it holds the same thinking the token seals.
+    """
     sealed = string(item, "encrypted_content", f"{param}.encrypted_content")
     texts: dict[str, list[str]] = {"content": [], "summary": []}
     for key, part_type in (("content", "reasoning_text"), ("summary", "summary_text")):
@@ -288,9 +304,19 @@ def _reasoning_item(item: dict[str, Any], param: str) -> tuple[str, dict[str, An
             if not isinstance(part, dict) or part.get("type") != part_type:
                 raise InvalidRequest(f"'{param}.{key}[{j}]' must be a {part_type} part.", param=f"{param}.{key}[{j}]")
             texts[key].append(require(string(part, "text", f"{param}.{key}[{j}].text"), f"{param}.{key}[{j}].text"))
-    text = unseal(sealed, f"{param}.encrypted_content") if sealed else "\n".join(texts["content"] or texts["summary"])
+    if sealed and sealer is not None:
+        text = sealer.open(sealed, f"{param}.encrypted_content")
+    elif sealed and _is_input(param):
+        raise InvalidRequest("The encrypted reasoning could not be verified.", param=f"{param}.encrypted_content",
+                             code="invalid_encrypted_content")
+    else:
+        text = "\n".join(texts["content"] or texts["summary"])
     normal: dict[str, Any] = {"type": "reasoning",
                               "summary": [{"type": "summary_text", "text": t} for t in texts["summary"]]}
     if isinstance(item.get("id"), str):
         normal = {"id": item["id"], **normal}
     return text, normal
+
+
+def _is_input(param: str) -> bool:
+    return param.startswith("input[")

@@ -29,6 +29,8 @@ import orjson
 from ..errors import ProxyError, UpstreamError
 from .ndjson import final_counts, parse_line, translate_read
 from .responses import ResponsesContext, call_items, finish, message_item, reasoning_item
+from .responses_tools import ToolNames
+from .sealed import Sealer
 
 __all__ = ["ResponsesStream", "chunks_for", "event", "failed", "frames_for_read", "new_stream", "opening"]
 
@@ -43,7 +45,8 @@ class ResponsesStream:
     ctx: ResponsesContext
     response: dict[str, Any]  # the response object as response.created showed it
     max_line_bytes: int = 16 * 1024 * 1024
-    sealed: bool = False  # reasoning items carry encrypted_content (include)
+    sealer: Sealer | None = None  # reasoning items carry encrypted_content (include)
+    names: ToolNames = field(default_factory=ToolNames)  # Ollama's function names → the tools
     done: bool = False
     error: ProxyError | None = None
     tail: bytes = b""
@@ -64,9 +67,9 @@ class ResponsesStream:
     delta_tail: bytes = field(default=b"", repr=False)
 
 
-def new_stream(ctx: ResponsesContext, response: dict[str, Any],
-               max_line_bytes: int = 16 * 1024 * 1024, sealed: bool = False) -> ResponsesStream:
-    return ResponsesStream(ctx, response, max_line_bytes, sealed)
+def new_stream(ctx: ResponsesContext, response: dict[str, Any], max_line_bytes: int = 16 * 1024 * 1024,
+               sealer: Sealer | None = None, names: ToolNames | None = None) -> ResponsesStream:
+    return ResponsesStream(ctx, response, max_line_bytes, sealer, names or ToolNames())
 
 
 def event(state: ResponsesStream, kind: str, payload: dict[str, Any]) -> bytes:
@@ -170,11 +173,11 @@ def chunks_for(state: ResponsesStream, line: bytes) -> bytes:
     calls = message.get("tool_calls") or []
     if calls:
         out += _close(state)
-        for item in call_items(calls, state.ctx):
+        for item in call_items(calls, state.ctx, state.names):
             out += _function_call(state, item)
     if data.get("done") is True:
         status = "incomplete" if data.get("done_reason") == "length" else "completed"
-        if not state.message_seen and not any(item["type"] == "function_call" for item in state.output):
+        if not state.message_seen and not any(item["type"] in _CALLS for item in state.output):
             out += _close(state)
             out += _open_message(state)  # as to_response: a reply with no text and no call is ""
         out += _close(state, status)
@@ -229,7 +232,7 @@ def _open_message(state: ResponsesStream) -> list[bytes]:
 def _open_item(state: ResponsesStream, status: str) -> dict[str, Any]:
     text = b"".join(state.parts).decode()
     if state.open_kind == "reasoning":
-        return reasoning_item(state.open_id, text, state.sealed)
+        return reasoning_item(state.open_id, text, state.sealer)
     return message_item(state.open_id, text, status)
 
 
@@ -262,10 +265,23 @@ def _close(state: ResponsesStream, status: str = "completed") -> list[bytes]:
     return out
 
 
+_CALLS = ("function_call", "custom_tool_call")
+
+
 def _function_call(state: ResponsesStream, item: dict[str, Any]) -> list[bytes]:
     """A whole tool call (Ollama sends each complete) as its item's events."""
     index, item_id = len(state.output), item["id"]
     state.output.append(item)
+    if item["type"] == "custom_tool_call":
+        return [
+            event(state, "response.output_item.added", {
+                "output_index": index, "item": {**item, "status": "in_progress", "input": ""}}),
+            event(state, "response.custom_tool_call_input.delta", {
+                "item_id": item_id, "output_index": index, "delta": item["input"]}),
+            event(state, "response.custom_tool_call_input.done", {
+                "item_id": item_id, "output_index": index, "input": item["input"]}),
+            event(state, "response.output_item.done", {"output_index": index, "item": item}),
+        ]
     return [
         event(state, "response.output_item.added", {
             "output_index": index, "item": {**item, "status": "in_progress", "arguments": ""}}),

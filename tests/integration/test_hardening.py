@@ -14,6 +14,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
+import zstandard
 
 from proxy.appkeys import ADMISSION
 from tests.conftest import AppFactory, ProxyFactory
@@ -200,21 +201,36 @@ def rss_mib() -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
 
 
-@pytest.fixture(scope="module")
-def deflate_bomb() -> bytes:
-    """About 300 KB of deflate that inflates to 64 MiB of zeros (16 of them: 1 GiB)."""
-    packer = zlib.compressobj(1)
+ZEROS_64MIB = 64
+
+
+def _bomb(encoding: str) -> bytes:
+    """About 64 KB to 300 KB that decode to 64 MiB of zeros (16 of them: 1 GiB)."""
     zeros = bytes(1 << 20)
-    return b"".join(packer.compress(zeros) for _ in range(64)) + packer.flush()
+    if encoding == "zstd":
+        packer = zstandard.ZstdCompressor(level=1).compressobj()
+        return b"".join(packer.compress(zeros) for _ in range(ZEROS_64MIB)) + packer.flush()
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    deflater = zlib.compressobj(1, wbits=wbits)
+    return b"".join(deflater.compress(zeros) for _ in range(ZEROS_64MIB)) + deflater.flush()
 
 
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    return {encoding: _bomb(encoding) for encoding in ("deflate", "gzip", "zstd")}
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "gzip", "zstd"])
 @pytest.mark.parametrize(
     "toml, status",
-    [({}, 415), ({"server": {"accept_compressed_requests": True}, "limits": {"max_body_bytes": 1 << 20}}, 413)],
-    ids=["refused by default (as nginx)", "inflated, bounded by max_body_bytes"],
+    [({"server": {"accept_compressed_requests": False}}, 415),
+     ({"limits": {"max_body_bytes": 1 << 20}, "server": {"max_compression_ratio": 0}}, 413),
+     ({}, 413)],
+    ids=["refused when switched off (as nginx)", "decoded, bounded by max_body_bytes", "decoded, bounded by the ratio"],
 )
 async def test_sixteen_compressed_bombs_do_not_inflate_in_memory(
-    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, deflate_bomb: bytes, toml: dict[str, Any], status: int
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, bombs: dict[str, bytes], toml: dict[str, Any],
+    status: int, encoding: str,
 ) -> None:
     url = await proxy_factory(toml)
     before = peak = rss_mib()
@@ -227,8 +243,8 @@ async def test_sixteen_compressed_bombs_do_not_inflate_in_memory(
             await asyncio.sleep(0.005)
 
     async def post(session: aiohttp.ClientSession) -> tuple[int, dict[str, Any]]:
-        headers = {"Content-Encoding": "deflate", "Content-Type": "application/json"}
-        async with session.post(url + "/v1/chat/completions", data=deflate_bomb, headers=headers) as response:
+        headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+        async with session.post(url + "/v1/chat/completions", data=bombs[encoding], headers=headers) as response:
             return response.status, await response.json()
 
     watcher = asyncio.create_task(watch())
@@ -238,17 +254,16 @@ async def test_sixteen_compressed_bombs_do_not_inflate_in_memory(
     await watcher
     assert {s for s, _ in answers} == {status}
     assert all(body["error"]["type"] == "invalid_request_error" for _, body in answers)
-    # The review measured 40 MiB → 1.1 GiB (older aiohttp); aiohttp 3.14's own inflater still
-    # peaks about 42 MiB above the start here. Refused or bounded, it stays within a few MiB
-    # per request over max_body_bytes (measured: +5 and +10 MiB).
+    # The review measured 40 MiB → 1.1 GiB (older aiohttp). Refused or bounded, it stays within
+    # a few MiB per request over the bound (max_body_bytes, or the ratio's 1 MiB floor).
     assert peak - before < 32, (before, peak)
     # What stays: the allocator may keep freed arenas, more so deep into a long test session.
     assert rss_mib() - before < 32
     assert fake_ollama.counts["/api/chat"] == 0
 
 
-@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, gzip", "x-unknown"])
-@pytest.mark.parametrize("accept", [False, True], ids=["default", "accepting gzip and deflate"])
+@pytest.mark.parametrize("encoding", ["br", "compress", "gzip, gzip", "zstd, gzip", "x-unknown"])
+@pytest.mark.parametrize("accept", [False, True], ids=["switched off", "decoding zstd, gzip and deflate"])
 async def test_an_encoding_the_proxy_does_not_decode_is_415_in_the_envelope(
     proxy_factory: ProxyFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture, encoding: str,
     accept: bool,
@@ -266,21 +281,69 @@ async def test_an_encoding_the_proxy_does_not_decode_is_415_in_the_envelope(
     assert fake_ollama.counts["/api/chat"] == 0
 
 
-async def test_accepted_gzip_is_inflated_and_served(proxy_factory: ProxyFactory, fake_ollama: FakeOllama) -> None:
-    url = await proxy_factory({"server": {"accept_compressed_requests": True}})
-    body = gzip.compress(orjson.dumps({"model": "llama3.2", "messages": USER}))
-    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session, session.post(url + "/v1/chat/completions", data=body,
-                                                                headers=headers) as response:
-        assert response.status == 200
+def _compressed(encoding: str, data: bytes) -> bytes:
+    if encoding == "zstd":  # as Codex's zstd::stream::encode_all(…, 3): one frame, no content size
+        return zstandard.ZstdCompressor(level=3, write_content_size=False).compress(data)
+    if encoding == "gzip":
+        return gzip.compress(data)
+    return zlib.compress(data) if encoding == "deflate" else zlib.compress(data)[2:-4]  # raw deflate
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip", "deflate", "raw deflate"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+async def test_compressed_bodies_are_decoded_on_every_json_route(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, encoding: str, path: str,
+) -> None:
+    url = await proxy_factory({"passthrough": {"enabled": True}})
+    body = _compressed(encoding, orjson.dumps({"model": "llama3.2", "messages": USER, "stream": False}))
+    headers = {"Content-Encoding": encoding.replace("raw ", ""), "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session, session.post(url + path, data=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
     assert fake_ollama.requests[-1][1]["messages"] == USER
+
+
+def _huge_window(data: bytes) -> bytes:
+    """A zstd frame declaring a 128 MiB window (what --ultra levels write), streamed: no size."""
+    params = zstandard.ZstdCompressionParameters.from_level(19, window_log=27, write_content_size=False)
+    packer = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    return packer.compress(data) + packer.flush()
+
+
+CORRUPT = [
+    ("zstd garbage", "zstd", b"\x28\xb5\x2f\xfd" + b"garbage" * 10),
+    ("zstd truncated", "zstd", _compressed("zstd", b'{"model": "m", "messages": []}' * 50)[:-8]),
+    ("zstd window above the bound", "zstd", _huge_window(b"{}")),
+    ("gzip garbage", "gzip", b"\x1f\x8b\x08\x00" + b"nonsense" * 10),
+    ("gzip truncated", "gzip", gzip.compress(b'{"model": "m"}' * 100)[:-10]),
+    ("gzip with trailing data", "gzip", gzip.compress(b"{}") + b"tail"),
+    ("deflate garbage", "deflate", b"\x78\x9c" + b"\xff" * 40),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("encoding, data", [c[1:] for c in CORRUPT], ids=[c[0] for c in CORRUPT])
+async def test_a_corrupt_compressed_body_is_400_and_the_proxy_stays_up(
+    proxy_factory: ProxyFactory, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture, encoding: str, data: bytes,
+) -> None:
+    url = await proxy_factory()
+    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/v1/chat/completions", data=data, headers=headers) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+        assert error["type"] == "invalid_request_error" and "Traceback" not in error["message"]
+        body = gzip.compress(orjson.dumps({"model": "llama3.2", "messages": USER}))
+        async with session.post(url + "/v1/chat/completions", data=body,
+                                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}) as again:
+            assert again.status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert fake_ollama.counts["/api/chat"] == 1
 
 
 # ---- item 8: Expect: 100-continue ----------------------------------------------------------------
 
 EXPECTS = [
     ("a body above max_body_bytes", "100-continue", 100 << 20, "", 413, "payload_too_large"),
-    ("a refused Content-Encoding", "100-continue", 100, "Content-Encoding: gzip\r\n", 415,
+    ("a refused Content-Encoding", "100-continue", 100, "Content-Encoding: br\r\n", 415,
      "unsupported_content_encoding"),
     ("an Expect other than 100-continue", "something-else", 100, "", 417, "expectation_failed"),
 ]  # fmt: skip

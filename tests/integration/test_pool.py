@@ -133,14 +133,16 @@ async def test_load_spreads_by_requests_in_flight(app_factory: AppFactory, fakes
     await pool.wait_for(lambda: all(s.in_flight == 0 for s in pool.servers), WAIT)
 
 
-async def test_stickiness_sends_a_session_back_to_its_server(app_factory: AppFactory, fakes: Fakes) -> None:
+@pytest.mark.parametrize("header", ["X-Session-Id", "session-id"], ids=["X-Session-Id", "Codex's session-id"])
+async def test_stickiness_sends_a_session_back_to_its_server(app_factory: AppFactory, fakes: Fakes,
+                                                             header: str) -> None:
     for fake in fakes.values():
         fake.load(LLAMA)
     url, _, _ = await start_pool(app_factory, fakes, sticky=True)
     async with sdk(url) as client:
-        first = await chat(client, extra_headers={"X-Session-Id": "conv-1"})
-        again = {await chat(client, extra_headers={"X-Session-Id": "conv-1"}) for _ in range(4)}
-        others = {await chat(client, extra_headers={"X-Session-Id": f"other-{i}"}) for i in range(6)}
+        first = await chat(client, extra_headers={header: "conv-1"})
+        again = {await chat(client, extra_headers={header: "conv-1"}) for _ in range(4)}
+        others = {await chat(client, extra_headers={header: f"other-{i}"}) for i in range(6)}
     assert again == {first}
     assert len(others) > 1  # other sessions still spread
 
