@@ -39,7 +39,7 @@ from .handlers.usage import completions_usage, embeddings_usage
 from .inbound import body_guard, server_settings
 from .jobs.runner import batch_runner_ctx
 from .middleware import error_middleware
-from .models import MODELS, ModelTable, alias_not_found
+from .models.resolve import MODELS, ModelTable, alias_not_found
 from .observe import install as install_observability
 from .outcome import OUTCOME_LISTENERS
 from .pipeline import (

@@ -92,7 +92,7 @@ Listener = Callable[[Outcome], None]
 OUTCOME_LISTENERS = web.AppKey("outcome_listeners", list[Listener])
 # The request's outcome, for middlewares that run around the handler (metrics, access log).
 OUTCOME = web.RequestKey("outcome", Outcome)
-# The model name the client sent, set by ``proxy.models.resolve_model`` (an alias's own name).
+# The model name the client sent, set by ``proxy.models.resolve.resolve_model`` (an alias's own name).
 REQUESTED_MODEL = web.RequestKey("requested_model", str)
 # Set by a gate that wants every outcome of one client request (the rate limiter settles a
 # request's token reservation against the sum of its outcomes); absent otherwise.

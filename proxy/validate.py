@@ -436,7 +436,7 @@ class Validator:
         """Refuse ``body`` if it breaks a gate or a limit; else the limits in force for it.
 
         ``requested``: the name the client asked for, when ``body["model"]`` is an alias's
-        target (``proxy.models.resolve_model``); the gates and ``[limits.models]`` see both.
+        target (``proxy.models.resolve.resolve_model``); the gates and ``[limits.models]`` see both.
         """
         model = body.get("model")
         self.check_model(model, requested)

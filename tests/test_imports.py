@@ -43,7 +43,8 @@ FLOORS: dict[str, int] = {
     "proxy.durations": 0,
     # 1 pure
     "proxy.translate": 1,
-    "proxy.models": 4,  # its face resolves a request's model (app keys, the outcome)
+    "proxy.models": 1,
+    "proxy.models.resolve": 4,  # a request's model resolved (app keys, the outcome)
     "proxy.models.aliases": 1,
     "proxy.models.defaults": 1,
     "proxy.models.table": 1,

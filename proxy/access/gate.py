@@ -42,7 +42,7 @@ from ..errors import (
 from ..fairqueue import DEFAULT, HIGH, LOW
 from ..inbound import body_of
 from ..jobs.secret import BATCH_HEADER, process_secret, read_line_header
-from ..models import resolve_model
+from ..models.resolve import resolve_model
 from ..outcome import REQUEST_OUTCOMES, Outcome
 from .cors import (
     EXPOSED_HEADERS,

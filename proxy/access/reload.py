@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..appkeys import CONFIG
 from ..config import ConfigError, load_config
-from ..models import MODELS
+from ..models.resolve import MODELS
 from .gate import ACCESS
 
 __all__ = ["ON_RELOAD", "reload_access", "reload_on_sighup"]

@@ -12,7 +12,7 @@ from ..admission import SERVICE_TIER, answer_tier, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, STORE_SERVICE, VALIDATOR
 from ..caller import caller
 from ..errors import UnsupportedParameter
-from ..models import fill_defaults, resolve_model
+from ..models.resolve import fill_defaults, resolve_model
 from ..outcome import account
 from ..store.base import ChatRecord
 from ..store.history import should_store

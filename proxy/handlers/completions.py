@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..admission import SERVICE_TIER, requested_tier
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
-from ..models import fill_defaults, resolve_model
+from ..models.resolve import fill_defaults, resolve_model
 from ..outcome import account
 from ..translate.completions import (
     CompletionContext,

@@ -7,7 +7,7 @@ import dataclasses
 from aiohttp import web
 
 from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
-from ..models import fill_defaults, resolve_model
+from ..models.resolve import fill_defaults, resolve_model
 from ..outcome import account
 from ..translate.embeddings import from_openai, to_embedding_list
 from .common import check_ollama_extras, json_response, read_json_object

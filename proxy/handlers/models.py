@@ -17,7 +17,7 @@ from ..access.gate import key_allows
 from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog
-from ..models import MODELS, check_name
+from ..models.resolve import MODELS, check_name
 from ..translate.anthropic.models import to_anthropic_model, to_anthropic_model_list
 from ..translate.models import find_tag, model_id, to_model, to_model_list
 from .common import json_response

@@ -38,7 +38,7 @@ from ..errors import (
 from ..inbound import body_of
 from ..logs import escape
 from ..middleware import REQUEST_ID_HEADER, SERVER_NAME, request_id
-from ..models import check_name, fill_defaults, resolve_model
+from ..models.resolve import check_name, fill_defaults, resolve_model
 from ..native import (
     MODEL_FIELDS,
     canonical_target,

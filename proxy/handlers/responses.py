@@ -27,7 +27,7 @@ from ..appkeys import ADMISSION, CLIENT, CONFIG, VALIDATOR
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, ProxyError, UnsupportedParameter, UpstreamError
 from ..middleware import request_id
-from ..models import fill_defaults, resolve_model
+from ..models.resolve import fill_defaults, resolve_model
 from ..outbound import ClientStalled, WriteGuard
 from ..outcome import CLIENT_CLOSED, Outcome, account
 from ..pool import Pool

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.config import Config, ConfigError, LimitsConfig, ModelLimits, build
-from proxy.models import ModelTable
+from proxy.models.resolve import ModelTable
 from proxy.validate import Validator
 
 

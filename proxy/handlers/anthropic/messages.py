@@ -13,7 +13,7 @@ from ...appkeys import ADMISSION, CATALOG, CLIENT, CONFIG, VALIDATOR
 from ...caller import caller
 from ...errors import UpstreamError
 from ...middleware import request_id
-from ...models import fill_defaults, resolve_model
+from ...models.resolve import fill_defaults, resolve_model
 from ...outcome import account
 from ...translate.anthropic import (
     PING,
