@@ -314,6 +314,10 @@ def build_request(host: str, port: int, api: str, stream: bool, max_tokens: int,
     elif api == "responses":
         path = b"/v1/responses"
         body = {"model": "bench", "input": "hi", "stream": stream, "max_output_tokens": max_tokens}
+    elif api == "messages":
+        path = b"/v1/messages"
+        body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+                "max_tokens": max_tokens}
     else:
         path = b"/v1/chat/completions"
         body = {
@@ -702,10 +706,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--api",
-        choices=("openai", "openai-key", "ollama", "responses"),
+        choices=("openai", "openai-key", "ollama", "responses", "messages"),
         default="openai",
         help="openai: POST /v1/chat/completions; ollama: POST /api/chat (direct); "
-        "responses: POST /v1/responses (rate mode)",
+        "responses: POST /v1/responses (rate mode); messages: POST /v1/messages (rate mode)",
     )
     ap.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--max-tokens", type=int, default=100)

@@ -46,7 +46,7 @@ LABEL = {"direct": "direct", "passthrough": "bytes-only", "naive": "naive", "pro
 # key: the cost of auth + rate limiting (docs/access.md).
 PROXIES = ("proxy", "metrics", "keys")
 API = {"keys": "openai-key"}
-ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
+ROWS = ("nonstream", "pool2", "one_stream", "resp_stream", "msg_stream", "streams200", "paced_cpu", "ttft", "ttfb", "rss",
         "store_req", "store_chunk")
 # The store's cost (issue 10): the proxy with [store] on (SQLite, usage accounting) against the
 # proxy itself, measured back to back; only these rows run the extra target.
@@ -55,7 +55,8 @@ STORE_ROWS = {"store_req": "nonstream", "store_chunk": "paced_cpu"}  # row -> th
 
 # Upstream pacing per phase: flat out, a token every 20 ms, a token a second (held streams).
 PHASES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "resp_stream", "streams200", "ttft", "ttfb", "store_req")),
+    ("flat", 0.0, ("nonstream", "pool2", "one_stream", "resp_stream", "msg_stream", "streams200", "ttft", "ttfb",
+                   "store_req")),
     ("paced", 20.0, ("paced_cpu", "store_chunk")),
     ("hold", 1000.0, ("rss",)),
 )
@@ -63,7 +64,7 @@ WITH_DIRECT = {"nonstream", "one_stream", "streams200", "ttft", "ttfb"}
 INTERLEAVED = {"ttft", "ttfb"}  # all endpoints in one load-generator run, taking turns
 # Rows only the proxy can serve (the references speak chat completions only), each measured
 # against another row of the proxy's: the Responses stream against the chat stream.
-PROXY_ONLY = {"resp_stream": "one_stream"}
+PROXY_ONLY = {"resp_stream": "one_stream", "msg_stream": "one_stream"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +411,12 @@ def params(quick: bool) -> dict[str, dict[str, Any]]:
             "warmup": 0.3 if q else 0.5,
             "duration": 0.8 if q else 4.0,
         },
+        "msg_stream": {  # one_stream's load over POST /v1/messages (Anthropic's Messages API)
+            "conns": 1,
+            "max_tokens": 2000,
+            "warmup": 0.3 if q else 0.5,
+            "duration": 0.8 if q else 4.0,
+        },
         "streams200": {
             "conns": 200,
             "max_tokens": 200,
@@ -462,7 +469,9 @@ def measure(
     multi = [x for name, a, pt in eps for x in ("--endpoint", f"{name}={a}:{pt}")]
     if row == "resp_stream":
         api = "responses"
-    if row in ("nonstream", "one_stream", "resp_stream", "streams200", "paced_cpu"):
+    if row == "msg_stream":
+        api = "messages"
+    if row in ("nonstream", "one_stream", "resp_stream", "msg_stream", "streams200", "paced_cpu"):
         args = [
             "--conns",
             str(p["conns"]),
@@ -534,7 +543,7 @@ def value_of(row: str, raw: dict[str, Any]) -> Any:
     if row == "pool2":
         one, two = raw.get("one_req_per_s"), raw.get("req_per_s")
         return {"one": one, "two": two} if one and two else None
-    if row in ("one_stream", "resp_stream", "streams200"):
+    if row in ("one_stream", "resp_stream", "msg_stream", "streams200"):
         return raw.get("tokens_per_s")
     if row in ("paced_cpu", "store_chunk"):
         return raw.get("server_cpu_us_per_token")
@@ -560,6 +569,7 @@ TARGET_TEXT = {
     "pool2": "≥ 0.95×pool of 1",
     "one_stream": "≥ 0.40",
     "resp_stream": "≥ 0.90×chat",
+    "msg_stream": "≥ 0.90×chat",
     "streams200": "≥ 0.60",
     "paced_cpu": "≤ 1.25",
     "ttft": "≤ 0.4 ms",
@@ -573,6 +583,7 @@ TITLE = {
     "pool2": "non-stream req/s, pool of 2 / pool of 1",
     "one_stream": "1 stream, chunks/s (vs bytes-only)",
     "resp_stream": "1 Responses stream, deltas/s (vs chat)",
+    "msg_stream": "1 Messages stream, deltas/s (vs chat)",
     "streams200": "200 streams, chunks/s (vs bytes-only)",
     "paced_cpu": "paced 20ms: CPU µs/chunk (vs bytes-only)",
     "ttft": "added TTFT c=1, p50 (direct: raw)",
@@ -687,7 +698,7 @@ def fmt_num(row: str, v: Any) -> str:
         return "/".join(f"{v[k]:.0f}" for k in v)
     if row == "pool2":
         return f"{v['two']:.0f}/{v['one']:.0f}"
-    if row in ("nonstream", "one_stream", "resp_stream", "streams200"):
+    if row in ("nonstream", "one_stream", "resp_stream", "msg_stream", "streams200"):
         return f"{v / 1000:.1f}k" if v >= 10000 else f"{v:.0f}"
     if row == "paced_cpu":
         return f"{v:.1f} µs"

@@ -26,6 +26,7 @@ from .modelglob import canonical
 
 __all__ = [
     "AdmissionConfig",
+    "AnthropicConfig",
     "AuthConfig",
     "Config",
     "ConfigError",
@@ -278,6 +279,18 @@ class ResponseConfig:
     # "reasoning"; each reader takes one of the two, never both, so sending both shows the
     # thinking to all of them once (docs/chat.md, "Thinking").
     reasoning_field: Literal["reasoning", "reasoning_content", "both"] = "both"
+
+
+@dataclass(frozen=True)
+class AnthropicConfig:
+    """``[anthropic]``: the Messages API (``/v1/messages``, docs/anthropic.md)."""
+
+    # A ``ping`` event when nothing went out for this long (Ollama thinking unseen, a slow
+    # prompt), as Anthropic keeps its streams alive; 0 sends none but the first.
+    ping_interval: float = checked(10.0, *_SECONDS)
+    # Server tools (web_search_*, bash_*, code_execution_*…) offered, not forced: "drop" leaves
+    # them out (named in X-Ollama-Proxy-Dropped-Tools), "refuse" answers 400 naming the first.
+    server_tools: Literal["drop", "refuse"] = "drop"
 
 
 @dataclass(frozen=True)
@@ -636,6 +649,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
     response: ResponseConfig = ResponseConfig()
+    anthropic: AnthropicConfig = AnthropicConfig()
     responses: ResponsesConfig = ResponsesConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()

@@ -29,6 +29,14 @@ has started) turns it into ``{"error": {"message", "type", "param", "code"}}``::
 
 The types and codes follow OpenAI's own error bodies, so SDKs raise the matching exception
 class (``BadRequestError``, ``NotFoundError``, ``RateLimitError``, ``InternalServerError``…).
+
+The Anthropic routes (``/v1/messages``) render the same errors in Anthropic's envelope
+(``to_anthropic_envelope``, ``anthropic_status``): ``{"type": "error", "error": {"type",
+"message"}, "request_id"}`` with Anthropic's types and statuses, so its SDKs' classes and
+retries work: 401 ``authentication_error``, 403 ``permission_error``, 404 ``not_found_error``,
+413 ``request_too_large``, other 4xx ``invalid_request_error``, a key's own limit 429
+``rate_limit_error``, a full proxy or a busy Ollama 529 ``overloaded_error``, 504
+``timeout_error``, other 5xx ``api_error``.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ __all__ = [
     "UpstreamMalformed",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "anthropic_status",
+    "to_anthropic_envelope",
     "to_envelope",
 ]
 
@@ -261,3 +271,30 @@ def to_envelope(error: ProxyError, request_id: str | None = None) -> dict[str, A
             "code": error.code,
         }
     }
+
+
+def anthropic_status(error: ProxyError) -> tuple[int, str]:
+    """The status and error type Anthropic's API gives for what ``error`` is."""
+    status = error.status
+    if isinstance(error, RateLimitExceeded):
+        return 429, "rate_limit_error"  # the key's own limit
+    if isinstance(error, RateLimited | UpstreamBusy):
+        return 529, "overloaded_error"  # the proxy's admission queue full, or Ollama busy
+    if status < 500:
+        return status, _ANTHROPIC_4XX.get(status, "invalid_request_error")
+    return status, "timeout_error" if status == 504 else "api_error"
+
+
+_ANTHROPIC_4XX = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                  413: "request_too_large", 429: "rate_limit_error"}
+
+
+def to_anthropic_envelope(error: ProxyError, request_id: str | None = None) -> dict[str, Any]:
+    """Anthropic's error body for ``error``; a server-side fault names the request id to quote."""
+    message = error.message
+    if request_id is not None and isinstance(error, UpstreamFault):
+        message = f"{message} (request id {request_id})"
+    body: dict[str, Any] = {"type": "error", "error": {"type": anthropic_status(error)[1], "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body

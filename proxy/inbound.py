@@ -51,7 +51,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .logs import ProtocolLog
-from .middleware import error_response, request_id
+from .middleware import api_family, error_response, request_id
 
 __all__ = ["BODY", "body_guard", "body_of", "expect_guard", "server_settings"]
 
@@ -128,7 +128,7 @@ async def expect_guard(request: web.Request) -> web.StreamResponse | None:
         except UnsupportedMediaType as exc:
             error = exc
     if error is not None:
-        response = error_response(error, request_id(request))
+        response = error_response(error, request_id(request), api_family(request))
         response.force_close()  # the client holds its body back: nothing to read before closing
         return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -189,7 +189,7 @@ async def _body_timed_out(request: web.Request, timeout: float) -> web.StreamRes
     rid = request_id(request)
     log.info("%s request body not received within %g s; connection closed", rid, timeout)
     response = error_response(RequestTimeout(
-        f"The request body did not arrive within {timeout:g} s (server.body_timeout)."), rid)
+        f"The request body did not arrive within {timeout:g} s (server.body_timeout)."), rid, api_family(request))
     response.force_close()
     await response.prepare(request)
     await response.write_eof()

@@ -49,6 +49,16 @@ class ModelCatalog:
         info = await self.details(entry) if entry is not None else None
         return info.context_length if info is not None else None
 
+    async def capabilities(self, model: str) -> tuple[str, ...] | None:
+        """``model``'s capabilities (``thinking``, ``tools``…), or ``None`` when Ollama cannot tell."""
+        try:
+            entry = find_tag(await self.tags(), model)
+        except ProxyError as exc:
+            log.info("/api/tags failed while checking capabilities: %s", exc.log_text)
+            return None
+        info = await self.details(entry) if entry is not None else None
+        return info.capabilities if info is not None else None
+
     async def with_details(
         self, entries: list[dict[str, Any]], *, prune: bool = False
     ) -> list[tuple[dict[str, Any], ShowInfo | None]]:

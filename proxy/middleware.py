@@ -17,13 +17,21 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .appkeys import CONFIG
-from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError, to_envelope
+from .errors import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProxyError,
+    anthropic_status,
+    to_anthropic_envelope,
+    to_envelope,
+)
 from .ids import new_id
 from .logs import REQUEST_ID as REQUEST_ID_VAR
 from .logs import escape
 from .outbound import WHOLE_BODY_GUARDED_ABOVE, send_whole
 
-__all__ = ["REQUEST_ID_HEADER", "SERVER_NAME", "error_middleware", "error_response", "request_id"]
+__all__ = ["REQUEST_ID_HEADER", "SERVER_NAME", "api_family", "error_middleware", "error_response", "request_id"]
 
 log = logging.getLogger("proxy")
 
@@ -45,16 +53,27 @@ def request_id(request: web.Request) -> str:
     return rid
 
 
-def error_response(error: ProxyError, rid: str) -> web.Response:
+def api_family(request: web.BaseRequest) -> str:
+    """Whose API a request speaks, for the shape of its errors: ``"anthropic"`` on the Messages
+    routes (and ``/v1/models`` asked with ``anthropic-version``), else ``"openai"``."""
+    path = request.path
+    if path.startswith("/v1/messages") or (path.startswith("/v1/models") and "anthropic-version" in request.headers):
+        return "anthropic"
+    return "openai"
+
+
+def error_response(error: ProxyError, rid: str, family: str = "openai") -> web.Response:
     headers = {REQUEST_ID_HEADER: rid, "Server": SERVER_NAME, **dict(error.headers)}
-    if error.retry_after is not None:
-        headers["Retry-After"] = f"{max(1, math.ceil(error.retry_after))}"  # whole seconds, rounded up
-    return web.Response(
-        status=error.status,
-        body=orjson.dumps(to_envelope(error, rid)),
-        content_type="application/json",
-        headers=headers,
-    )
+    if family == "anthropic":
+        status, _ = anthropic_status(error)
+        headers["request-id"] = rid
+        body = to_anthropic_envelope(error, rid)
+        retry = error.retry_after if error.retry_after is not None or status not in (429, 529) else 1.0
+    else:
+        status, body, retry = error.status, to_envelope(error, rid), error.retry_after
+    if retry is not None:
+        headers["Retry-After"] = f"{max(1, math.ceil(retry))}"  # whole seconds, rounded up
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ProxyError:
@@ -79,17 +98,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ProxyError as exc:
         if exc.status >= 500:
             log.warning("%s %s %s -> %d %s", rid, request.method, escape(request.path), exc.status, exc.log_text)
-        return error_response(exc, rid)
+        return error_response(exc, rid, api_family(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(_from_http_exception(exc, request), rid)
+        response = error_response(_from_http_exception(exc, request), rid, api_family(request))
         if "Allow" in exc.headers:  # a 405 must say which methods are (RFC 9110 15.5.6)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
         log.exception("%s %s %s -> unhandled error", rid, request.method, escape(request.path))
-        return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid)
+        return error_response(ProxyError(f"The proxy hit an internal error (request id {rid})."), rid,
+                              api_family(request))
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Server"] = SERVER_NAME

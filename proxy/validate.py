@@ -105,6 +105,19 @@ def image_bytes(image_url: Any) -> float | None:
     return payload * 3 // 4 - url.endswith("=") - url.endswith("==")
 
 
+def base64_image(source: Any) -> float | None:
+    """An Anthropic image block's ``source``: 1 when it is a base64 image (documents are not)."""
+    return 1 if isinstance(source, dict) and str(source.get("media_type", "")).startswith("image/") else None
+
+
+def base64_bytes(source: Any) -> float | None:
+    """Decoded size of an Anthropic base64 ``source``, from its length."""
+    data = source.get("data") if isinstance(source, dict) and source.get("type") == "base64" else None
+    if not isinstance(data, str):
+        return None
+    return len(data) * 3 // 4 - data.endswith("=") - data.endswith("==")
+
+
 def stop_count(stop: Any) -> float | None:
     return 1 if isinstance(stop, str) else length(stop)
 
@@ -198,6 +211,12 @@ RULES: tuple[Rule, ...] = (
     Rule("max_tokens",          "max_output_tokens",                tokens,          "tokens",             "each",  "integer_above_max_value"),
     Rule("max_json_containers", "input[*].arguments",               json_containers, "objects and arrays", "each",  "json_too_large"),
     Rule("max_json_depth",      "input[*].arguments",               json_depth,      "levels of nesting",  "each",  "json_too_deep"),
+    # /v1/messages (Anthropic): its system prompt, stop sequences and tool results
+    Rule("max_message_chars",   "system",                           text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_stop",            "stop_sequences",                   length,          "stop sequences",     "each",  "array_above_max_length"),
+    Rule("max_message_chars",   "messages[*].content[*].content",   text_chars,      "characters",         "each",  "string_above_max_length"),
+    Rule("max_images",          "messages[*].content[*].source",    base64_image,    "images",             "total", "array_above_max_length"),
+    Rule("max_image_bytes",     "messages[*].content[*].source",    base64_bytes,    "bytes",              "each",  "image_too_large"),
 )  # fmt: skip
 
 _STAR = object()  # "[*]" in a compiled path

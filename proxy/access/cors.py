@@ -45,11 +45,11 @@ _ALLOWED_HEADERS = frozenset({
     "authorization", "content-type", "openai-beta", "openai-organization", "openai-project",
     "x-api-key", "api-key", "x-request-id", "idempotency-key", "user-agent",
 })  # fmt: skip
-_ALLOWED_PREFIXES = ("x-stainless-",)
+_ALLOWED_PREFIXES = ("x-stainless-", "anthropic-")  # the SDKs' own; Anthropic's version and beta headers
 _METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 
 _EXPOSED = (
-    "X-Request-Id", "Retry-After",
+    "X-Request-Id", "Retry-After", "request-id",
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
     "X-Ollama-Proxy-Dropped-Tools",

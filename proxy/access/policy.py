@@ -36,6 +36,7 @@ EXCEPTIONS: dict[str, Policy] = {
     "/readyz": PUBLIC,
     "/v1/health": PUBLIC,
     "/v1/embeddings": EMBEDDING,
+    "/v1/messages/count_tokens": EMBEDDING,  # a prompt evaluation: no answer tokens to reserve
     # Ollama's native API, when [passthrough] relays it
     "/api/embed": EMBEDDING,
     "/api/embeddings": EMBEDDING,

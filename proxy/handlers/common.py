@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -80,16 +81,24 @@ def whole_answer(data: Any) -> dict[str, Any]:
 
 async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstream: aiohttp.ClientResponse,
                        state: S, frames_for_read: Callable[[S, bytes], bytes],
-                       outcome: Outcome) -> web.StreamResponse:
+                       outcome: Outcome, *, fault_frame: Callable[[ProxyError, str], bytes] = error_frame,
+                       headers: dict[str, str] | None = None,
+                       cut_short: Callable[[S], bool] | None = None,
+                       keepalive: tuple[bytes, float] | None = None) -> web.StreamResponse:
     """Stream Ollama's NDJSON to the client as SSE: each read's frames in one write, at once.
 
     Faults after the headers went out end the stream with an error frame; a client that goes
     away ends it quietly, and one that stops reading is cut off after ``server.write_timeout``
     (leaving the caller's ``async with`` closes the upstream request and frees the slot).
     ``outcome`` learns when the first frame went out, the token counts and how the stream ended.
+    ``fault_frame`` renders a fault in the API's own envelope (the Messages API's ``error``
+    event); ``cut_short(state)`` true at the end: the proxy ended the answer (a stop sequence),
+    so Ollama's body is not read on but closed, which stops its generation. ``keepalive``
+    (frame, seconds): that frame whenever nothing went out for so long (Anthropic's ``ping``).
     """
     rid = request_id(request)
-    response = await start_event_stream(request, rid)
+    response = await start_event_stream(request, rid, headers)
+    pinger = Pinger(response, *keepalive) if keepalive is not None and keepalive[1] > 0 else None
     with WriteGuard(response, request.app[CONFIG].server.write_timeout) as out:
         try:
             with client.idle_timer() as timer:
@@ -106,14 +115,18 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
                         return response
                     if state.done:
                         await out.write_eof(frames)  # the last frames and the body's end in one write
+                        if cut_short is not None and cut_short(state):
+                            return response
                     elif frames:
                         await out.write(frames)
+                        if pinger is not None:
+                            pinger.wrote()
             if not state.done:
                 raise UpstreamError("Ollama ended the stream before it was complete.")
         except ProxyError as exc:
             log.warning("%s stream ended by upstream fault: %s", rid, exc.log_text)
             outcome.error = "mid_stream"
-            await _end_with_error(request, out, exc, rid)
+            await _end_with_error(request, out, fault_frame(exc, rid), rid)
         except ClientStalled as exc:
             outcome.status, outcome.error = CLIENT_CLOSED, "client_stalled"
             stalled(request, rid, exc)
@@ -126,10 +139,56 @@ async def relay_stream(request: web.Request, client: OllamaClient | Pool, upstre
             log.exception("%s stream failed", rid)
             outcome.error = "internal"
             error = ProxyError(f"The proxy hit an internal error (request id {rid}).")
-            await _end_with_error(request, out, error, rid)
+            await _end_with_error(request, out, fault_frame(error, rid), rid)
         finally:
+            if pinger is not None:
+                pinger.close()
             count_stream_tokens(outcome, state)
     return response
+
+
+class Pinger:
+    """Writes ``frame`` when the stream has sent nothing for ``interval`` seconds.
+
+    One timer per interval, none per read: a read that wrote only notes the time. The ping is
+    a write of its own, between whole events (each write hands whole events to the transport),
+    so it never splits one; once the stream ended no ping follows (``close``).
+    """
+
+    def __init__(self, response: web.StreamResponse, frame: bytes, interval: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._response = response
+        self._frame = frame
+        self._interval = interval
+        self._last = self._loop.time()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._handle = self._loop.call_later(interval, self._check)
+
+    def wrote(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now - self._last >= self._interval and (self._task is None or self._task.done()):
+            self._last = now
+            self._task = self._loop.create_task(self._ping())
+        when = self._last + self._interval
+        self._handle = self._loop.call_at(when if when > now else now + self._interval, self._check)
+
+    async def _ping(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self._response.write(self._frame)
+        except (ConnectionError, RuntimeError):  # the client went away, or the stream just ended
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._handle.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
 
 def count_stream_tokens(outcome: Outcome, *states: LineState) -> None:
@@ -146,9 +205,9 @@ def stalled(request: web.Request, rid: str, exc: ClientStalled) -> None:
     abort(request)
 
 
-async def _end_with_error(request: web.Request, out: WriteGuard, error: ProxyError, rid: str) -> None:
+async def _end_with_error(request: web.Request, out: WriteGuard, frame: bytes, rid: str) -> None:
     try:
-        await out.write_eof(error_frame(error, rid))
+        await out.write_eof(frame)
     except ClientStalled as exc:
         stalled(request, rid, exc)
     except ConnectionResetError:

@@ -18,6 +18,7 @@ from ..appkeys import CATALOG, CLIENT, CONFIG, VALIDATOR
 from ..errors import ModelNotFound
 from ..metadata import ModelCatalog
 from ..models.resolve import MODELS, check_name
+from ..translate.anthropic.models import to_anthropic_model, to_anthropic_model_list
 from ..translate.models import find_tag, model_id, to_model, to_model_list
 from .common import json_response
 
@@ -37,6 +38,8 @@ async def list_models(request: web.Request) -> web.Response:
     for model in models["data"]:
         _place(request, model)
     models["data"].extend(await _aliases(request, tags))
+    if "anthropic-version" in request.headers:  # Anthropic's SDKs: its list shape
+        return json_response(to_anthropic_model_list(models))
     return json_response(models, camel=request.app[CONFIG].response.keys == "camel")
 
 
@@ -69,6 +72,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
     model = _place(request, to_model(tag, await catalog.details(tag)))
     if resolved.alias is not None:
         model = {**model, "id": wanted, "alias_for": model["id"]}
+    if "anthropic-version" in request.headers:
+        return json_response(to_anthropic_model(model))
     return json_response(model, camel=request.app[CONFIG].response.keys == "camel")
 
 

@@ -206,7 +206,8 @@ class Tracing:
 
 # Outcome endpoints → the operation of their call (named before the model was known).
 OPERATIONS_BY_ENDPOINT = {"chat.completions": "chat", "completions": "text_completion",
-                          "embeddings": "embeddings", "responses": "chat"}
+                          "embeddings": "embeddings", "responses": "chat", "messages": "chat",
+                          "messages.count_tokens": "chat"}
 
 
 TRACING = web.AppKey("tracing", Tracing)

@@ -214,5 +214,7 @@ def access_record(request: web.Request, endpoint: str, status: int, duration: fl
             completion_tokens=outcome.completion_tokens,
             error=outcome.error,
         )
+        if isinstance(user := outcome.extra.get("user"), str):  # Messages metadata.user_id: attribution
+            fields["user"] = escape(user[:256])
     access_log.info('%s %s "%s %s" %d %.3fs', fields["request_id"], fields["client"], fields["method"],
                     fields["path"], status, duration, extra=fields)

@@ -25,8 +25,8 @@ log = logging.getLogger("proxy.store")
 # Which of the proxy's endpoints each Usage API family counts (passthrough is Ollama's native
 # API, outside OpenAI's families: it is in the store and the CLI, not in these buckets).
 # A batch's lines count under "batch.<endpoint>" (the Usage API's ``batch`` filter and group).
-COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "batch.chat.completions",
-                                  "batch.completions", "batch.responses"})
+COMPLETION_ENDPOINTS = frozenset({"chat.completions", "completions", "responses", "messages",
+                                  "batch.chat.completions", "batch.completions", "batch.responses"})
 EMBEDDING_ENDPOINTS = frozenset({"embeddings", "batch.embeddings"})
 
 Key = tuple[int, str, str, str, str]  # hour, key id, model, endpoint, requested name ('' if the same)

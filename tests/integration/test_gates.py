@@ -63,12 +63,30 @@ async def served(app_factory: AppFactory) -> tuple[str, list[tuple[str, str]], w
     routes = every_route(app)
     assert {("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/api/chat"), ("GET", "/metrics"),
             ("POST", "/v1/responses"), ("GET", "/v1/organization/usage/completions"),
+            ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
             ("POST", "/v1/chat/completions/{id}".replace("{id}", _FILL["id"]))} <= set(routes)
     return url, routes, app
 
 
 def _code(body: dict[str, Any] | None) -> Any:
-    return body["error"]["code"] if body else None
+    """The OpenAI error code; for Anthropic's envelope (the Messages routes), which has only a
+    type, the code whose refusal has that type there."""
+    if not body:
+        return None
+    error = body["error"]
+    if body.get("type") == "error":
+        return ANTHROPIC_TYPES[error["type"]]
+    return error["code"]
+
+
+ANTHROPIC_TYPES = {"authentication_error": "invalid_api_key", "invalid_request_error": "unsupported_media_type",
+                   "permission_error": "origin_or_host_not_allowed"}
+
+
+def _is(body: dict[str, Any] | None, code: str) -> bool:
+    found = _code(body)
+    return found == code or found == "origin_or_host_not_allowed" and code in ("origin_not_allowed",
+                                                                               "host_not_allowed")
 
 
 async def test_every_route_needs_a_key_but_the_probes(served: tuple[str, list[tuple[str, str]], Any],
@@ -93,14 +111,14 @@ async def test_every_route_refuses_a_foreign_origin_before_anything_else(
         # no key and a body of the wrong type: the Origin is still what answers
         status, body = await call(url, method, path, {"Origin": "https://evil.example", "Content-Type": "text/plain"},
                                   b"{}" if method == "POST" else None)
-        assert status == 403 and (method == "HEAD" or _code(body) == "origin_not_allowed"), (method, path, status)
+        assert status == 403 and (method == "HEAD" or _is(body, "origin_not_allowed")), (method, path, status)
 
 
 async def test_every_route_refuses_a_foreign_host(served: tuple[str, list[tuple[str, str]], Any]) -> None:
     url, routes, _ = served
     for method, path in routes:
         status, body = await call(url, method, path, {"Host": "rebound.evil.example", "Authorization": f"Bearer {KEY}"})
-        assert status == 403 and (method == "HEAD" or _code(body) == "host_not_allowed"), (method, path, status)
+        assert status == 403 and (method == "HEAD" or _is(body, "host_not_allowed")), (method, path, status)
 
 
 async def test_every_json_route_refuses_a_body_not_declared_json(served: tuple[str, list[tuple[str, str]], Any],
