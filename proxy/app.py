@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from .config import Config
 from .console import add_console_routes, console_enabled
 from .drain import DRAIN, Drain, close_while_draining
 from .handlers import batches
-from .handlers.anthropic import SIGNING_SECRET, count_tokens, create_message
+from .handlers.anthropic import count_tokens, create_message
 from .handlers.chat import chat_completions
 from .handlers.completions import completions
 from .handlers.embeddings import embeddings
@@ -116,7 +115,6 @@ def create_app(config: Config) -> web.Application:
     route(app, "GET", "/v1/responses/{response_id}", retrieve_response, KEYED)
     route(app, "DELETE", "/v1/responses/{response_id}", delete_response, KEYED)
     route(app, "GET", "/v1/responses/{response_id}/input_items", list_input_items, KEYED)
-    app[SIGNING_SECRET] = secrets.token_bytes(32)  # thinking signatures (translate/anthropic/signature.py)
     route(app, "POST", "/v1/messages", create_message, GENERATE)  # Anthropic's Messages API
     route(app, "POST", "/v1/messages/count_tokens", count_tokens, EMBED)  # a prompt evaluation: no answer
     route(app, "GET", "/v1/models", list_models, KEYED)

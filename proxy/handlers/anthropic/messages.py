@@ -3,6 +3,8 @@ answer or stream, exactly as chat completions do (admission, accounting, the str
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from typing import Any
 
@@ -15,6 +17,7 @@ from ...errors import UpstreamError
 from ...middleware import request_id
 from ...models.resolve import fill_defaults, resolve_model
 from ...outcome import account
+from ...reasoning_key import REASONING_KEY
 from ...translate.anthropic import (
     PING,
     AnswerShape,
@@ -39,15 +42,20 @@ from ..common import (
     whole_answer,
 )
 
-__all__ = ["DROPPED_TOOLS_HEADER", "SIGNING_SECRET", "count_tokens", "create_message"]
+__all__ = ["DROPPED_TOOLS_HEADER", "count_tokens", "create_message"]
 
 log = logging.getLogger("proxy.anthropic")
 
-# The key thinking signatures are made with (translate/anthropic/signature.py): one per process,
-# made by the app factory.
-SIGNING_SECRET = web.AppKey("anthropic_signing_secret", bytes)
 DROPPED_TOOLS_HEADER = "X-Ollama-Proxy-Dropped-Tools"
 _TIERS = {"auto": "auto", "standard_only": "default"}  # Anthropic's service tiers → admission's
+
+
+async def signing_key(app: web.Application) -> bytes:
+    """The key thinking signatures are made with (translate/anthropic/signature.py): the Responses
+    API's sealing key (``[responses] reasoning_key``, its key file, or one per process), with a
+    purpose of its own, so a signature outlives a restart and holds across workers and replicas
+    exactly as sealed reasoning does."""
+    return hmac.new(await app[REASONING_KEY].get(), b"anthropic thinking signature", hashlib.sha256).digest()
 
 
 async def _translated(request: web.Request,
@@ -59,7 +67,7 @@ async def _translated(request: web.Request,
     if tier in _TIERS:
         request[SERVICE_TIER] = _TIERS[tier]
     limits = request.app[VALIDATOR].check(body, names.requested)
-    signer = Signer(request.app[SIGNING_SECRET], caller(request).key_id)
+    signer = Signer(await signing_key(request.app), caller(request).key_id)
     refuse = request.app[CONFIG].anthropic.server_tools == "refuse"
     messages = from_anthropic(body, signer, refuse_server_tools=refuse)
     await check_ollama_extras(request, messages.body, limits)
