@@ -4,7 +4,9 @@ the official OpenAI SDK pointed at the proxy."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
-from proxy.config import Config, build
+from proxy.config import Config, build, key_file_relative_to
 from tests.fake_ollama import FakeOllama
 
 pytest_plugins = ["tests.redis_server"]  # redis_process / redis_url: a throwaway redis-server
@@ -30,9 +32,15 @@ async def fake_ollama() -> AsyncIterator[FakeOllama]:
     await fake.stop()
 
 
+# Where a test app's relative files go (the reasoning key file), as the CLI puts them beside the
+# config file: never in the working directory, the repository.
+CONFIG_DIR = Path(tempfile.mkdtemp(prefix="proxy-test-config-"))
+
+
 def make_config(upstream_url: str, toml: dict[str, Any] | None = None) -> Config:
-    """The config a TOML table would give, pointed at ``upstream_url``."""
-    config = build(Config, toml or {}, "")
+    """The config a TOML table would give, pointed at ``upstream_url``, its relative files in
+    ``CONFIG_DIR``."""
+    config = key_file_relative_to(build(Config, toml or {}, ""), CONFIG_DIR)
     return dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, base_url=upstream_url))
 
 

@@ -54,6 +54,11 @@ async def _while_locked(setup: Callable[[], Awaitable[None]], within: float) -> 
 class SQLiteStore(Store):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection serves every coroutine of the process: a transaction awaits between its
+        # statements, so without this a second BEGIN (the batch runner, the usage flusher, a
+        # stored completion) would land inside the first ("cannot start a transaction within a
+        # transaction"), and a lone write or read in between would join it.
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, busy_timeout: float = 5.0) -> SQLiteStore:
@@ -96,10 +101,15 @@ class SQLiteStore(Store):
         return int(rows[0][0]) if rows else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with _errors():
-            return [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
+        async with self._lock:
+            with _errors():
+                return [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
 
     async def execute(self, sql: str, *args: Any) -> int:
+        async with self._lock:
+            return await self._execute(sql, args)
+
+    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         with _errors():
             cursor = await self._db.execute(sql, args)
             try:
@@ -108,6 +118,10 @@ class SQLiteStore(Store):
                 await cursor.close()
 
     async def transaction(self, statements: Iterable[Statement]) -> None:
+        async with self._lock:
+            await self._transaction(statements)
+
+    async def _transaction(self, statements: Iterable[Statement]) -> None:
         with _errors():
             await self._db.execute("BEGIN IMMEDIATE")
             try:

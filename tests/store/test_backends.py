@@ -153,3 +153,15 @@ async def test_processes_starting_together_migrate_once(store_url: str) -> None:
         assert await s.fetch("SELECT version FROM schema_version") == [(len(STEPS),)]
     finally:
         await s.close()
+
+
+async def test_transactions_from_many_coroutines_at_once_each_commit_whole(store: Store) -> None:
+    # The batch runner, the usage flusher and stored completions write at the same time; on
+    # SQLite they share one connection, where a second BEGIN inside the first used to fail.
+    await store.execute("CREATE TABLE t (n BIGINT NOT NULL, part BIGINT NOT NULL)")
+    await asyncio.gather(*[
+        store.transaction([("INSERT INTO t (n, part) VALUES (?, ?)", (n, part)) for part in range(3)])
+        for n in range(20)
+    ], *[store.execute("INSERT INTO t (n, part) VALUES (?, ?)", 100 + n, 0) for n in range(5)])
+    rows = await store.fetch("SELECT n, count(*) FROM t GROUP BY n ORDER BY n")
+    assert rows == [(n, 3) for n in range(20)] + [(100 + n, 1) for n in range(5)]
