@@ -1,6 +1,6 @@
 """``python -m bench.access_cost``: the CPU the key + memory-limiter path adds to one request,
 timed in isolation (the shared 2-core machine is too noisy for the end-to-end columns to
-resolve a few percent). It runs, per request, exactly what ``proxy/access/gate.py`` adds for a
+resolve a few percent). It runs, per request, exactly what ``proxy/gates/access.py`` adds for a
 key with rpm and tpm: find and check the key, parse the body for the model and budget, take
 and settle the reservation, render and attach the ``x-ratelimit-*`` headers."""
 

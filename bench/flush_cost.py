@@ -60,9 +60,9 @@ def flush_cpu_us(rows: int = 20, flushes: int = 200) -> float:
     import time
 
     from proxy.config import StoreConfig
-    from proxy.outcome import Outcome
     from proxy.store.backends import open_store
     from proxy.store.service import StoreService
+    from proxy.upstream.outcome import Outcome
 
     async def run(path: str) -> float:
         store = await open_store(f"sqlite:///{path}")

@@ -6,42 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .access.gate import access_ctx, access_guard, decorate, meter, metering
-from .access.reload import ON_RELOAD
-from .admission import Admission
 from .appkeys import ADMISSION, CLIENT, CONFIG, STORE, STORE_SERVICE, UPSTREAM_TRACES, VALIDATOR
 from .config import Config
 from .console import add_console_routes, console_enabled
-from .drain import DRAIN, Drain, close_while_draining
-from .handlers import batches
-from .handlers.anthropic import count_tokens, create_message
-from .handlers.chat import chat_completions
-from .handlers.completions import completions
-from .handlers.embeddings import embeddings
-from .handlers.health import health_probe_ctx, liveness, readiness
-from .handlers.models import list_models, model_catalog_ctx, retrieve_model
-from .handlers.passthrough import passthrough
-from .handlers.responses import (
-    create_response,
-    delete_response,
-    list_input_items,
-    retrieve_response,
-)
-from .handlers.stored import (
-    delete_stored,
-    list_messages,
-    list_stored,
-    retrieve_stored,
-    update_stored,
-)
-from .handlers.usage import completions_usage, embeddings_usage
-from .inbound import body_guard, server_settings
-from .jobs.runner import batch_runner_ctx
-from .middleware import error_middleware
-from .models.resolve import MODELS, ModelTable, alias_not_found
-from .observe import install as install_observability
-from .outcome import OUTCOME_LISTENERS
-from .pipeline import (
+from .gates.access import access_ctx, access_guard, decorate, meter, metering
+from .gates.body import body_guard, server_settings
+from .gates.drain import DRAIN, Drain, close_while_draining
+from .gates.errors import error_middleware
+from .gates.pipeline import (
     EMBED,
     GENERATE,
     KEYED,
@@ -58,14 +30,42 @@ from .pipeline import (
     rebuild,
     route,
 )
-from .pipeline import install as install_pipeline
-from .pool import Pool, expose_upstream, session_affinity
-from .reasoning_key import REASONING_KEY, ReasoningKey
-from .responses_store import RESPONSE_RECORDS
+from .gates.pipeline import install as install_pipeline
+from .gates.reload import ON_RELOAD
+from .gates.resolve import MODELS, ModelTable, alias_not_found
+from .handlers import batches
+from .handlers.admin.stored import (
+    delete_stored,
+    list_messages,
+    list_stored,
+    retrieve_stored,
+    update_stored,
+)
+from .handlers.admin.usage import completions_usage, embeddings_usage
+from .handlers.anthropic import count_tokens, create_message
+from .handlers.health import health_probe_ctx, liveness, readiness
+from .handlers.openai.chat import chat_completions
+from .handlers.openai.completions import completions
+from .handlers.openai.embeddings import embeddings
+from .handlers.openai.models import list_models, model_catalog_ctx, retrieve_model
+from .handlers.openai.responses import (
+    create_response,
+    delete_response,
+    list_input_items,
+    retrieve_response,
+)
+from .handlers.passthrough import passthrough
+from .jobs.runner import batch_runner_ctx
+from .models.limits import Validator
+from .observe import install as install_observability
 from .store.backends import open_store
+from .store.reasoning_key import REASONING_KEY, ReasoningKey
+from .store.records import RESPONSE_RECORDS
 from .store.responses import StoredResponses
 from .store.service import StoreService
-from .validate import Validator
+from .upstream.admission import Admission
+from .upstream.outcome import OUTCOME_LISTENERS
+from .upstream.pool import Pool, expose_upstream, session_affinity
 
 __all__ = ["create_app"]
 

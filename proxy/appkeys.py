@@ -5,14 +5,14 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from .admission import Admission
 from .config import Config
-from .metadata import ModelCatalog
-from .pool import Pool
-from .probe import HealthProbe
+from .models.limits import Validator
 from .store.base import Store
 from .store.service import StoreService
-from .validate import Validator
+from .upstream.admission import Admission
+from .upstream.catalog import ModelCatalog
+from .upstream.pool import Pool
+from .upstream.probe import HealthProbe
 
 # The keys of what only ``observe/`` knows (metrics, traces) live there, next to their types,
 # so that nothing here imports prometheus_client or OpenTelemetry, nor anything above this floor.

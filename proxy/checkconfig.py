@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .config import Config, pool_servers
-from .validate import Validator
+from .models.limits import Validator
 
 __all__ = ["describe"]
 

@@ -81,7 +81,7 @@ class ServerConfig:
     port: int = checked(8080, lambda v: 0 <= v <= 65535, "a port number (0-65535)")
     workers: int = checked(1, lambda v: 1 <= v <= 256, "between 1 and 256")
     uvloop: bool = True  # use uvloop when it is installed (the "uvloop" extra)
-    # Defences against slow or oversized clients (aiohttp server settings, see proxy/inbound.py).
+    # Defences against slow or oversized clients (aiohttp server settings, see proxy/gates/body.py).
     keepalive_timeout: float = checked(75.0, _positive, "> 0")
     body_timeout: float = checked(60.0, _positive, "> 0")
     max_line_size: int = checked(8190, lambda v: v >= 1024, ">= 1024")
@@ -91,7 +91,7 @@ class ServerConfig:
     # to take data; past it the stream is aborted and its upstream request and slot given back.
     write_timeout: float = checked(60.0, _positive, "> 0")
     # Compressed request bodies (zstd, gzip, deflate) are decoded as they arrive, bounded by
-    # limits.max_body_bytes and max_compression_ratio (proxy/decompress.py); false: 415, as nginx.
+    # limits.max_body_bytes and max_compression_ratio (proxy/gates/decompress.py); false: 415, as nginx.
     accept_compressed_requests: bool = True
     # Past 1 MiB decoded, a body may decode to at most this many times its compressed size (0: no
     # bound); JSON compresses 3-5 times, a bomb a thousand.
@@ -181,7 +181,7 @@ DEFAULT_ALLOWED_OPTIONS = (
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What a client may send; enforced before anything reaches Ollama (``proxy/validate.py``).
+    """What a client may send; enforced before anything reaches Ollama (``proxy/models/limits.py``).
 
     The per-request keys mirror ``ModelLimits`` (which may override them per model); the rows
     that check them are ``validate.RULES``.
@@ -209,7 +209,7 @@ class LimitsConfig:
     max_n: int = checked(4, lambda v: 1 <= v <= 128, "between 1 and 128")
     # Items of /v1/embeddings ``input`` (OpenAI's own bound is 2,048).
     max_inputs: int = limit(2048, _COUNT)
-    # Ollama's extras (proxy/extras.py): which ``options.*`` a client may send at all, the
+    # Ollama's extras (proxy/models/options.py): which ``options.*`` a client may send at all, the
     # largest ``num_ctx`` (0: the model's context length from /api/show), and the longest
     # ``keep_alive`` in seconds (a negative one, "forever", is refused).
     allowed_options: tuple[str, ...] = checked(DEFAULT_ALLOWED_OPTIONS, *_NAMES)
@@ -236,7 +236,7 @@ def _pick(override: int | None, base: int) -> int:
 
 @dataclass(frozen=True)
 class AdmissionConfig:
-    """Bounds on concurrent requests to Ollama, with a bounded wait queue (``proxy/admission.py``).
+    """Bounds on concurrent requests to Ollama, with a bounded wait queue (``proxy/upstream/admission.py``).
 
     Counted per worker process: with ``server.workers = N`` the bounds are N times larger.
     """
@@ -248,7 +248,7 @@ class AdmissionConfig:
     max_queue: int = checked(256, lambda v: v >= 0, ">= 0")
     queue_timeout: float = checked(30.0, _positive, "> 0")
     retry_after: int = checked(1, lambda v: v >= 1, ">= 1")
-    # Fair queuing (proxy/fairqueue.py): a waiter queued this long goes before every class
+    # Fair queuing (proxy/upstream/fairqueue.py): a waiter queued this long goes before every class
     # (0: strict classes, low may starve); at most this many waiting per key (0: no own bound).
     priority_aging: float = checked(10.0, lambda v: v >= 0, ">= 0")
     max_queue_per_key: int = checked(0, lambda v: v >= 0, ">= 0")
@@ -411,7 +411,7 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 @dataclass(frozen=True)
 class UpstreamServer:
-    """``[[upstreams]]``: one Ollama server of the pool (``proxy/pool/``).
+    """``[[upstreams]]``: one Ollama server of the pool (``proxy/upstream/``).
 
     ``weight`` scales its share among equals (in-flight count divided by it, and its turns in
     round-robin); ``max_concurrent`` bounds this proxy's requests in flight to it (0: no

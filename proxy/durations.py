@@ -1,7 +1,7 @@
 """Ollama's ``keep_alive`` durations, read as Ollama reads them (pure, no imports of the proxy).
 
 Its own module so the configuration (defaults of ``[models.defaults]``) and the request checks
-(``proxy/extras.py``) read a duration the same way.
+(``proxy/models/options.py``) read a duration the same way.
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ from multiprocessing.connection import wait
 
 from aiohttp import web, web_response
 
-from .access.reload import reload_on_sighup
 from .app import create_app
 from .config import Config
-from .drain import DRAIN_SIGNAL, drain_on_signal
+from .gates.drain import DRAIN_SIGNAL, drain_on_signal
+from .gates.errors import SERVER_NAME
+from .gates.reload import reload_on_sighup
 from .jobs.secret import SECRET_ENV
 from .logs import setup_logging
-from .middleware import SERVER_NAME
 from .observe import structured_access
 from .observe.multiproc import MultiprocDir
 
@@ -57,7 +57,7 @@ def hide_server_version() -> None:
 def serve(config: Config, source: str | None = None) -> None:
     """Run one server process until SIGINT/SIGTERM, then shut down gracefully (requests in
     flight get ``server.shutdown_timeout``); SIGHUP reloads the API keys from ``source`` (the
-    config file); SIGUSR1 starts draining (``proxy/drain.py``)."""
+    config file); SIGUSR1 starts draining (``proxy/gates/drain.py``)."""
     setup_logging(config.log)  # text (control characters escaped) or one JSON object per line
     hide_server_version()
     uvloop = config.server.uvloop and install_uvloop()

@@ -1,4 +1,4 @@
-"""``proxy/admission.py``: bounds, the bounded queue and its time-out, fairness across models,
+"""``proxy/upstream/admission.py``: bounds, the bounded queue and its time-out, fairness across models,
 and that a slot always comes back — on success, on an exception, and on cancellation (even when
 the cancellation lands in the same loop turn as the grant). Tasks are driven by events, never
 by sleeping; a zero-delay ``settle`` only lets ready tasks run."""
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from proxy.admission import Admission
 from proxy.config import AdmissionConfig
 from proxy.errors import RateLimited
+from proxy.upstream.admission import Admission
 
 
 def admission(**kwargs: Any) -> Admission:

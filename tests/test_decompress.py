@@ -1,4 +1,4 @@
-"""Table tests for ``proxy/decompress.py``: each coding decoded piece by piece, both bounds, and
+"""Table tests for ``proxy/gates/decompress.py``: each coding decoded piece by piece, both bounds, and
 what a corrupt stream is."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import zlib
 import pytest
 import zstandard
 
-from proxy.decompress import PIECE, RATIO_FLOOR, BodyDecoder
 from proxy.errors import InvalidRequest, PayloadTooLarge
+from proxy.gates.decompress import PIECE, RATIO_FLOOR, BodyDecoder
 
 BODY = b'{"model": "m", "input": "' + b"hello world " * 5000 + b'"}'
 ENCODERS = {

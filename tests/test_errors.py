@@ -1,4 +1,4 @@
-"""``proxy/errors.py`` and ``proxy/middleware.py``: the envelope of every error class, and the
+"""``proxy/errors.py`` and ``proxy/gates/errors.py``: the envelope of every error class, and the
 middleware on a tiny app (Retry-After, unknown routes and methods, the 500 guard, request ids)."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from proxy.errors import (
     UpstreamUnavailable,
     to_envelope,
 )
-from proxy.middleware import REQUEST_ID_HEADER, error_middleware, request_id
+from proxy.gates.errors import REQUEST_ID_HEADER, error_middleware, request_id
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 GENERATED = re.compile(r"req_[0-9a-f]{24}")

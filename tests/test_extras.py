@@ -1,4 +1,4 @@
-"""``proxy/extras.py``: Ollama's own knobs (``options.*``, ``num_ctx``, ``keep_alive``) held to
+"""``proxy/models/options.py``: Ollama's own knobs (``options.*``, ``num_ctx``, ``keep_alive``) held to
 the ``[limits]`` allow-list, table-driven and without a network."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from proxy.config import LimitsConfig, ModelLimits
 from proxy.errors import InvalidRequest
-from proxy.extras import check_extras, needs_context_length, parse_duration
-from proxy.validate import Validator
+from proxy.models.limits import Validator
+from proxy.models.options import check_extras, needs_context_length, parse_duration
 
 DURATIONS = [
     ("seconds as a number", 300, 300.0),

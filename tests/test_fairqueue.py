@@ -1,13 +1,13 @@
-"""``proxy/fairqueue.py`` as a pure structure: the order in which waiters go, with the clock
+"""``proxy/upstream/fairqueue.py`` as a pure structure: the order in which waiters go, with the clock
 passed in. Fairness is stated in counts (how many of A's requests go before B's), never time."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.admission import answer_tier, requested_tier, tier_class
 from proxy.errors import InvalidRequest
-from proxy.fairqueue import DEFAULT, HIGH, LOW, FairQueue, Waiter
+from proxy.upstream.admission import answer_tier, requested_tier, tier_class
+from proxy.upstream.fairqueue import DEFAULT, HIGH, LOW, FairQueue, Waiter
 
 
 def always(_model: str) -> bool:

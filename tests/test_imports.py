@@ -37,52 +37,52 @@ FLOORS: dict[str, int] = {
     "proxy.errors": 0,
     "proxy.ids": 0,
     "proxy.logs": 0,
-    "proxy.waits": 0,
+    "proxy.upstream.waits": 0,
     "proxy.caller": 0,
     "proxy.modelglob": 0,
     "proxy.durations": 0,
     # 1 pure
     "proxy.translate": 1,
     "proxy.models": 1,
-    "proxy.models.resolve": 4,  # a request's model resolved (app keys, the outcome)
+    "proxy.gates.resolve": 4,  # a request's model resolved (app keys, the outcome)
     "proxy.models.aliases": 1,
     "proxy.models.defaults": 1,
     "proxy.models.table": 1,
-    "proxy.fairqueue": 1,
+    "proxy.upstream.fairqueue": 1,
     "proxy.jobs.lines": 1,
-    "proxy.validate": 1,
-    "proxy.extras": 1,
-    "proxy.native": 1,
-    "proxy.decompress": 1,  # compressed request bodies, decoded within bounds (pure)
+    "proxy.models.limits": 1,
+    "proxy.models.options": 1,
+    "proxy.upstream.native": 1,
+    "proxy.gates.decompress": 1,  # compressed request bodies, decoded within bounds (pure)
     # 2 services
-    "proxy.upstream": 2,
-    "proxy.pool.pool": 2,
-    "proxy.pool.routing": 2,
-    "proxy.pool.health": 2,
-    "proxy.pool.discovery": 2,
-    "proxy.probe": 2,
-    "proxy.metadata": 2,
-    "proxy.admission": 2,
-    "proxy.outcome": 2,
-    "proxy.outbound": 2,
-    "proxy.responses_store": 2,
-    "proxy.reasoning_key": 2,  # the key that seals reasoning, read or made at first use
+    "proxy.upstream.client": 2,
+    "proxy.upstream.pool": 2,
+    "proxy.upstream.routing": 2,
+    "proxy.upstream.health": 2,
+    "proxy.upstream.discovery": 2,
+    "proxy.upstream.probe": 2,
+    "proxy.upstream.catalog": 2,
+    "proxy.upstream.admission": 2,
+    "proxy.upstream.outcome": 2,
+    "proxy.gates.outbound": 2,
+    "proxy.store.records": 2,
+    "proxy.store.reasoning_key": 2,  # the key that seals reasoning, read or made at first use
     "proxy.store": 2,
     "proxy.access": 2,
-    "proxy.access.policy": 2,
+    "proxy.gates.policy": 2,
     "proxy.jobs.secret": 2,
     "proxy.jobs.records": 2,
-    "proxy.drain": 2,  # the app's draining flag (SIGUSR1 before a stop)
+    "proxy.gates.drain": 2,  # the app's draining flag (SIGUSR1 before a stop)
     # 3 the app's keys
     "proxy.appkeys": 3,
     # 4 gates
     "proxy.gates": 4,
-    "proxy.middleware": 4,
-    "proxy.inbound": 4,
-    "proxy.pipeline": 4,
-    "proxy.access.gate": 4,
-    "proxy.access.reload": 4,
-    "proxy.sse": 4,
+    "proxy.gates.errors": 4,
+    "proxy.gates.body": 4,
+    "proxy.gates.pipeline": 4,
+    "proxy.gates.access": 4,
+    "proxy.gates.reload": 4,
+    "proxy.handlers.sse": 4,
     # 5 observe
     "proxy.observe": 5,
     "proxy.jobs": 5,  # the batch runner: the store, the app's config, its own app over loopback
@@ -99,7 +99,7 @@ FLOORS: dict[str, int] = {
     "proxy.access.cli": 8,
     "proxy.store.cli": 8,
 }
-FLOORS["proxy.pool"] = 2  # the pool package's face, until the moves take it away
+FLOORS["proxy.upstream.pool"] = 2  # the pool package's face, until the moves take it away
 
 
 def modules(package: Path = PACKAGE) -> dict[str, tuple[Path, bool]]:

@@ -1,4 +1,4 @@
-"""``proxy/native.py``: the pass-through's one canonical path and Go's reading of JSON keys."""
+"""``proxy/upstream/native.py``: the pass-through's one canonical path and Go's reading of JSON keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.native import (
+from proxy.upstream.native import (
     canonical_target,
     filter_listing,
     go_object,

@@ -1,4 +1,4 @@
-"""The gate pipeline (``proxy/pipeline.py``): one middleware and one response hook, the chains
+"""The gate pipeline (``proxy/gates/pipeline.py``): one middleware and one response hook, the chains
 composed at start-up from the app's configuration, recomposed when SIGHUP reloads the keys."""
 
 from __future__ import annotations
@@ -9,9 +9,18 @@ import pytest
 from aiohttp import web
 
 from proxy.access.keys import hash_key
-from proxy.access.reload import reload_access
 from proxy.app import create_app
-from proxy.pipeline import GENERATE, KEYED, PIPELINE, Gate, add_gate, chain_of, pipeline, respond
+from proxy.gates.pipeline import (
+    GENERATE,
+    KEYED,
+    PIPELINE,
+    Gate,
+    add_gate,
+    chain_of,
+    pipeline,
+    respond,
+)
+from proxy.gates.reload import reload_access
 from tests.conftest import AppFactory, make_config
 
 

@@ -1,4 +1,4 @@
-"""``proxy/probe.py``: the sharing rules of the readiness check, with a hand-driven clock and an
+"""``proxy/upstream/probe.py``: the sharing rules of the readiness check, with a hand-driven clock and an
 upstream call the test releases itself (no network, no sleeps)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamUnavailable
-from proxy.probe import HealthProbe
+from proxy.upstream.probe import HealthProbe
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""The server key that seals reasoning (``proxy/reasoning_key.py``): from config, else a key file
+"""The server key that seals reasoning (``proxy/store/reasoning_key.py``): from config, else a key file
 made once (workers racing agree on one), else a key of the process; and its config checks."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 from proxy.config import Config, ConfigError, ResponsesConfig, build, key_file_relative_to
 from proxy.errors import ProxyError
-from proxy.reasoning_key import ReasoningKey
-from proxy.translate.sealed import Sealer, derive_key
+from proxy.store.reasoning_key import ReasoningKey
+from proxy.translate.openai.sealed import Sealer, derive_key
 
 SECRET = "a-configured-secret-of-32-characters!"
 

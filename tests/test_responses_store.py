@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.responses_store import MemoryResponseRecords, ResponseRecords
+from proxy.store.records import MemoryResponseRecords, ResponseRecords
 
 
 async def test_a_record_is_visible_only_to_its_key() -> None:

@@ -1,4 +1,4 @@
-"""``proxy/upstream.py`` with the client side mocked by ``aioresponses``: how Ollama's HTTP
+"""``proxy/upstream/client.py`` with the client side mocked by ``aioresponses``: how Ollama's HTTP
 errors, refused connections and time-outs become the proxy's error family, and the happy path."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.upstream import Deadline, IdleTimer, OllamaClient, error_from_status
+from proxy.upstream.client import Deadline, IdleTimer, OllamaClient, error_from_status
 
 BASE = "http://ollama.test:11434"
 CHAT = BASE + "/api/chat"

@@ -1,4 +1,4 @@
-"""Tables for ``proxy/validate.py``: the rules table itself, one row per limit refused (with the
+"""Tables for ``proxy/models/limits.py``: the rules table itself, one row per limit refused (with the
 ``param`` path, ``code`` and config key the client sees), the model gates, the byte-level JSON
 shape check (including JSON deep enough to crash orjson) and the default token budget."""
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from proxy.config import Config, LimitsConfig, ModelLimits, build
 from proxy.errors import InvalidRequest, ModelNotFound, PermissionDenied, ProxyError
-from proxy.validate import (
+from proxy.models.limits import (
     RULES,
     Limits,
     Validator,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from ..config import AuthConfig, KeyConfig, rfc3339_epoch
 from ..errors import Unauthorized
-from ..fairqueue import priority_index
 from ..modelglob import Globs
+from ..upstream.fairqueue import priority_index
 
 __all__ = ["Key", "KeyTable", "Limits", "hash_key", "mask", "new_key", "presented_key"]
 
@@ -82,7 +82,7 @@ class Key:
     max_concurrent: int
     expires: float | None
     enabled: bool
-    weight: float = 1.0  # fair queuing: share, default class, highest class (proxy/fairqueue.py)
+    weight: float = 1.0  # fair queuing: share, default class, highest class (proxy/upstream/fairqueue.py)
     priority: int = 1
     max_priority: int = 1
 

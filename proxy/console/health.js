@@ -1,7 +1,7 @@
 // The health view: every Ollama server from /v1/health, and the proxy's own load from /metrics
 // when metrics are on, refreshed every few seconds while the view is open.
 //
-// /v1/health is read in the two shapes the proxy answers (proxy/probe.py, proxy/pool/pool.py),
+// /v1/health is read in the two shapes the proxy answers (proxy/upstream/probe.py, proxy/upstream/pool.py),
 // snake_case or camelCase keys:
 //   one server:  {status, reason?, ollama: {reachable, version?, latency_ms}}
 //   a pool:      {status, reason?, upstreams: [{name, reachable, eligible, version, latency_ms,

@@ -15,8 +15,8 @@ from aiohttp import web
 from ..appkeys import CONFIG, STORE
 from ..caller import caller
 from ..errors import InvalidRequest, NotFound, StoreUnavailable, UnsupportedMediaType
+from ..gates.body import body_of
 from ..ids import new_id
-from ..inbound import body_of
 from ..jobs import records
 from ..jobs.lines import ENDPOINTS, error_line, parse_input
 from ..jobs.runner import BATCH_RUNNER

@@ -14,19 +14,19 @@ from aiohttp import web
 
 from ..appkeys import CATALOG, CONFIG
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault, UpstreamMalformed
-from ..extras import check_extras, needs_context_length
+from ..gates.body import body_of
+from ..gates.errors import request_id
+from ..gates.outbound import ClientStalled, WriteGuard, abort
 from ..ids import new_id
-from ..inbound import body_of
 from ..logs import escape
-from ..middleware import request_id
-from ..outbound import ClientStalled, WriteGuard, abort
-from ..outcome import CLIENT_CLOSED, Outcome
-from ..pool import Pool
-from ..sse import error_frame, start_event_stream
+from ..models.limits import Limits
+from ..models.options import check_extras, needs_context_length
 from ..translate.keys import camelize
 from ..translate.ndjson import LineState
-from ..upstream import OllamaClient
-from ..validate import Limits
+from ..upstream.client import OllamaClient
+from ..upstream.outcome import CLIENT_CLOSED, Outcome
+from ..upstream.pool import Pool
+from .sse import error_frame, start_event_stream
 
 __all__ = [
     "check_ollama_extras", "count_stream_tokens", "json_response", "new_id", "read_json_object",

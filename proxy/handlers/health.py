@@ -15,10 +15,10 @@ import orjson
 from aiohttp import web
 
 from ..appkeys import CLIENT, CONFIG, PROBE, STORE_SERVICE
-from ..drain import DRAIN
-from ..pool import Pool
-from ..probe import HealthProbe, ProbeResult, ollama_loaded, ollama_version
+from ..gates.drain import DRAIN
 from ..translate.keys import camelize
+from ..upstream.pool import Pool
+from ..upstream.probe import HealthProbe, ProbeResult, ollama_loaded, ollama_version
 
 __all__ = ["PROBE_PATHS", "health_probe_ctx", "liveness", "readiness"]
 
@@ -33,7 +33,7 @@ _DRAINING = b'{"status":"draining","reason":"This process is stopping; send requ
 
 
 async def readiness(request: web.Request) -> web.Response:
-    if request.app[DRAIN].on:  # before a stop (proxy/drain.py): out of rotation, still serving
+    if request.app[DRAIN].on:  # before a stop (proxy/gates/drain.py): out of rotation, still serving
         return web.Response(status=503, body=_DRAINING, content_type="application/json", headers=_NO_STORE)
     result = await request.app[PROBE].check()
     body = result.body

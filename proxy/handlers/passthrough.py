@@ -2,7 +2,7 @@
 
 With ``[passthrough] enabled = true``, Ollama clients (the ``ollama`` libraries, Open WebUI's
 Ollama connection…) can use the same address as OpenAI clients. Only a listed path in canonical
-form is relayed (``proxy/native.py``: no escapes, no dot segments; 400 otherwise), with its query
+form is relayed (``proxy/upstream/native.py``: no escapes, no dot segments; 400 otherwise), with its query
 byte for byte. A JSON body is parsed, its keys read as Go reads them, checked like a ``/v1`` body
 (model gates on every field naming a model, ``[limits]``, Ollama's knobs, the default budget)
 and re-serialised, so Ollama gets exactly what was checked; a blob upload is relayed as is.
@@ -35,11 +35,13 @@ from ..errors import (
     ProxyError,
     UpstreamFault,
 )
-from ..inbound import body_of
+from ..gates.body import body_of
+from ..gates.errors import REQUEST_ID_HEADER, SERVER_NAME, request_id
+from ..gates.outbound import ClientStalled, WriteGuard
+from ..gates.resolve import check_name, fill_defaults, resolve_model
 from ..logs import escape
-from ..middleware import REQUEST_ID_HEADER, SERVER_NAME, request_id
-from ..models.resolve import check_name, fill_defaults, resolve_model
-from ..native import (
+from ..models.limits import with_defaults
+from ..upstream.native import (
     MODEL_FIELDS,
     canonical_target,
     filter_listing,
@@ -47,8 +49,6 @@ from ..native import (
     named_models,
     parse_object,
 )
-from ..outbound import ClientStalled, WriteGuard
-from ..validate import with_defaults
 from .common import check_ollama_extras, json_response, stalled
 
 __all__ = ["MODEL_MANAGEMENT", "is_listed", "passthrough"]
@@ -81,7 +81,7 @@ def is_listed(path: str, prefixes: Iterable[str]) -> bool:
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
     # The raw target, not aiohttp's decoded ``request.path``: the allow-list and the upstream URL
-    # see the very same string (proxy/native.py).
+    # see the very same string (proxy/upstream/native.py).
     path, query = canonical_target(request.raw_path)
     config = request.app[CONFIG]
     if not is_listed(path, config.passthrough.allowed_paths):

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import ModelDefaults
 from ..durations import parse_duration
 from ..modelglob import Globs
-from ..validate import Limits
+from .limits import Limits
 
 __all__ = ["NO_DEFAULTS", "Defaults", "DefaultsTable"]
 

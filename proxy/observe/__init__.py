@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..appkeys import CONFIG
 from ..config import Config
-from ..pipeline import Gate, add_gate
+from ..gates.pipeline import Gate, add_gate
 
 __all__ = ["install", "structured_access"]
 

@@ -3,7 +3,7 @@
 Ollama has no ``/metrics``, so the proxy is where an operator sees time to first token, token
 rates, queueing and faults. Updates happen at two points per request, never per chunk:
 
-* ``observe`` is an outcome listener (``proxy/outcome.py``): once per request to Ollama, at its
+* ``observe`` is an outcome listener (``proxy/upstream/outcome.py``): once per request to Ollama, at its
   end, it adds the request, its tokens, time to first token, time per output token,
   Ollama's own load and prompt-evaluation times, and how it ended.
 * ``http`` runs in the metrics middleware: every request's duration from its arrival, and the
@@ -42,11 +42,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from ..admission import PRIORITIES, Admission, AdmissionRejected
 from ..caller import caller
 from ..config import MetricsConfig
 from ..errors import ProxyError, RateLimited
-from ..outcome import CLIENT_CLOSED, Outcome
+from ..upstream.admission import PRIORITIES, Admission, AdmissionRejected
+from ..upstream.outcome import CLIENT_CLOSED, Outcome
 from .labels import NO_MODEL, OTHER, UPSTREAM_KINDS, ModelLabels, upstream_kind
 from .multiproc import MULTIPROC_ENV
 

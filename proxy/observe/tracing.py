@@ -38,7 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ..appkeys import CONFIG, UPSTREAM_TRACES
 from ..config import TracingConfig
 from ..errors import ProxyError
-from ..outcome import CLIENT_CLOSED, OUTCOME_LISTENERS, Outcome
+from ..upstream.outcome import CLIENT_CLOSED, OUTCOME_LISTENERS, Outcome
 
 __all__ = ["OPERATIONS", "SPAN_EXPORTER", "TRACING", "Tracing", "install_tracing"]
 

@@ -24,11 +24,11 @@ from prometheus_client import disable_created_metrics
 from ..appkeys import ADMISSION, CATALOG, CONFIG
 from ..caller import caller
 from ..errors import ProxyError
-from ..metadata import ModelCatalog
-from ..middleware import error_middleware, request_id
-from ..outcome import CLIENT_CLOSED, OUTCOME, OUTCOME_LISTENERS
-from ..pipeline import KEYED, route
-from ..translate.models import model_id
+from ..gates.errors import error_middleware, request_id
+from ..gates.pipeline import KEYED, route
+from ..translate.openai.models import model_id
+from ..upstream.catalog import ModelCatalog
+from ..upstream.outcome import CLIENT_CLOSED, OUTCOME, OUTCOME_LISTENERS
 from .labels import ModelLabels, endpoint_of
 from .metrics import METRICS, LiveGauges, Metrics
 

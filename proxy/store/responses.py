@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..responses_store import StoreMode
 from .base import Store
+from .records import StoreMode
 
 __all__ = ["StoredResponses"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..outcome import Outcome
+from ..upstream.outcome import Outcome
 from .base import UsageRow
 
 __all__ = ["COMPLETION_ENDPOINTS", "EMBEDDING_ENDPOINTS", "GROUPS", "WIDTHS", "UsageBook", "UsageQuery", "buckets"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.access.cors import Origins, allowed_host_names, host_allowed, is_json, is_loopback
-from proxy.access.gate import same_origin
-from proxy.access.policy import EXCEPTIONS, policy_for
+from proxy.gates.access import same_origin
+from proxy.gates.policy import EXCEPTIONS, policy_for
 
 ORIGINS = [
     (["https://app.example"], "https://app.example", True),

@@ -1,11 +1,11 @@
-"""proxy/access/gate.py: what a finished request is charged, from its outcomes."""
+"""proxy/gates/access.py: what a finished request is charged, from its outcomes."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.access.gate import used_tokens
-from proxy.outcome import Outcome
+from proxy.gates.access import used_tokens
+from proxy.upstream.outcome import Outcome
 
 
 def outcome(prompt: int = 0, completion: int = 0, error: str | None = None, first_byte: float | None = 1.0) -> Outcome:

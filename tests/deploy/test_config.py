@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.access.gate import ACCESS
 from proxy.access.keys import hash_key
-from proxy.access.reload import reload_access
 from proxy.config import ConfigError, load_config, merge_tables
+from proxy.gates.access import ACCESS
+from proxy.gates.reload import reload_access
 from tests.conftest import AppFactory
 
 

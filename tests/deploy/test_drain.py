@@ -1,4 +1,4 @@
-"""Draining before a stop (``proxy/drain.py``): SIGUSR1 turns ``/readyz`` to 503 while requests
+"""Draining before a stop (``proxy/gates/drain.py``): SIGUSR1 turns ``/readyz`` to 503 while requests
 are still served, each answer closing its connection; with ``--workers 2`` the parent passes it
 to every worker. Then SIGTERM stops the process cleanly."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import openai
 
-from proxy.drain import DRAIN
+from proxy.gates.drain import DRAIN
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama
 from tests.integration.test_cli import ROOT, free_port, wait_until_listening

@@ -136,7 +136,7 @@ def test_the_grace_period_outlasts_the_drain_and_the_longest_stream(overlay: str
     spec = pod(overlay)
     [container] = spec["containers"]
     command = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
-    assert "SIGUSR1" in command  # drain first (proxy/drain.py), then kubelet sends SIGTERM
+    assert "SIGUSR1" in command  # drain first (proxy/gates/drain.py), then kubelet sends SIGTERM
     sleep = float(re.search(r"time\.sleep\((\d+(?:\.\d+)?)\)", command).group(1))  # type: ignore[union-attr]
     shutdown = tomllib.loads(config_toml(overlay))["server"]["shutdown_timeout"]
     assert spec["terminationGracePeriodSeconds"] >= sleep + shutdown + 10

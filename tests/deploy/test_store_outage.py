@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from proxy.config import StoreConfig
-from proxy.outcome import Outcome
 from proxy.store.backends import open_store
 from proxy.store.base import ChatRecord, StoreError
 from proxy.store.service import StoreService
+from proxy.upstream.outcome import Outcome
 from tests.pg import reset_postgres, start_postgres, stop_postgres
 
 

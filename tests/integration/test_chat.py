@@ -269,7 +269,7 @@ async def test_a_bug_mid_stream_ends_it_with_a_generic_error_frame(
     def broken(state: object, data: bytes) -> bytes:
         raise RuntimeError("/secret/path/to/proxy.py exploded")
 
-    monkeypatch.setattr("proxy.handlers.chat.frames_for_read", broken)
+    monkeypatch.setattr("proxy.handlers.openai.chat.frames_for_read", broken)
     fake_ollama.push(Reply(chunks=["a", "b"]))
     body = {"model": "llama3.2", "messages": USER, "stream": True}
     async with aiohttp.ClientSession() as session, session.post(proxy_url + "/v1/chat/completions",

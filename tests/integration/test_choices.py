@@ -136,7 +136,7 @@ async def test_a_bug_after_the_stream_started_ends_it_with_a_generic_error_frame
     client: openai.AsyncOpenAI, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from proxy.handlers import choices
+    from proxy.handlers.openai import choices
 
     def broken(states: Any) -> bytes:
         raise RuntimeError("a bug in the merger")

@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.access.keys import hash_key, new_key
-from proxy.access.policy import policy_for
 from proxy.app import create_app
 from proxy.appkeys import ADMISSION
-from proxy.pipeline import PIPELINE, kind_of, undeclared
+from proxy.gates.pipeline import PIPELINE, kind_of, undeclared
+from proxy.gates.policy import policy_for
 from tests.conftest import AppFactory, make_config
 from tests.fake_ollama import FakeOllama
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.app import create_app
 from proxy.errors import RateLimited
 from proxy.observe.metrics import TPOT_BUCKETS, TTFT_BUCKETS
-from proxy.outcome import OUTCOME_LISTENERS, Outcome
+from proxy.upstream.outcome import OUTCOME_LISTENERS, Outcome
 from tests.conftest import AppFactory, make_config
 from tests.fake_ollama import FakeOllama, Reply
 from tests.integration.test_cli import free_port

@@ -16,10 +16,10 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.access.reload import reload_access
 from proxy.app import create_app
 from proxy.appkeys import STORE_SERVICE
 from proxy.config import load_config
+from proxy.gates.reload import reload_access
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
 from tests.integration.test_access_process import log_lines, start  # noqa: F401 (a fixture)

@@ -8,7 +8,7 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.outcome import CLIENT_CLOSED, OUTCOME_LISTENERS, Outcome
+from proxy.upstream.outcome import CLIENT_CLOSED, OUTCOME_LISTENERS, Outcome
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
 

@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 
 from proxy.appkeys import CLIENT
-from proxy.outcome import OUTCOME_LISTENERS, Outcome
-from proxy.pool import Pool
+from proxy.upstream.outcome import OUTCOME_LISTENERS, Outcome
+from proxy.upstream.pool import Pool
 from tests.conftest import AppFactory
 from tests.fake_ollama import FakeOllama, Reply
 

@@ -19,8 +19,8 @@ from openai.types.responses import Response, ResponseItemList
 
 from proxy.app import create_app
 from proxy.caller import CALLER, Caller
-from proxy.outcome import OUTCOME_LISTENERS, Outcome
-from proxy.responses_store import RESPONSE_RECORDS, MemoryResponseRecords, StoreMode
+from proxy.store.records import RESPONSE_RECORDS, MemoryResponseRecords, StoreMode
+from proxy.upstream.outcome import OUTCOME_LISTENERS, Outcome
 from tests.conftest import make_config
 from tests.fake_ollama import FakeOllama, Reply, ToolCall
 
@@ -430,7 +430,7 @@ async def test_a_bug_mid_stream_ends_it_with_a_generic_response_failed(
     def broken(state: object, data: bytes) -> bytes:
         raise RuntimeError("/secret/path/to/proxy.py exploded")
 
-    monkeypatch.setattr("proxy.handlers.responses.frames_for_read", broken)
+    monkeypatch.setattr("proxy.handlers.openai.responses.frames_for_read", broken)
     _, url = await start()
     body = {"model": "llama3.2", "input": "hi", "stream": True}
     async with aiohttp.ClientSession() as session, session.post(url + "/v1/responses", json=body) as response:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from proxy.config import Config, ConfigError, LimitsConfig, ModelLimits, build
-from proxy.models.resolve import ModelTable
-from proxy.validate import Validator
+from proxy.gates.resolve import ModelTable
+from proxy.models.limits import Validator
 
 
 def config(text: str) -> Config:

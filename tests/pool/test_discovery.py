@@ -1,4 +1,4 @@
-"""``proxy/pool/discovery.py``: ``/api/tags`` and ``/api/ps`` answers as inventory and residency."""
+"""``proxy/upstream/discovery.py``: ``/api/tags`` and ``/api/ps`` answers as inventory and residency."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from proxy.errors import UpstreamError
-from proxy.pool.discovery import inventory, residency
-from proxy.pool.routing import Residency
+from proxy.upstream.discovery import inventory, residency
+from proxy.upstream.routing import Residency
 
 
 def test_inventory_is_keyed_by_canonical_name() -> None:

@@ -1,10 +1,10 @@
-"""``proxy/pool/health.py``: passive ejection with growing back-off, and who stays eligible."""
+"""``proxy/upstream/health.py``: passive ejection with growing back-off, and who stays eligible."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.pool.health import Health, Policy, eligible
+from proxy.upstream.health import Health, Policy, eligible
 
 POLICY = Policy(eject_after=3, base=10.0, max=35.0)
 

@@ -1,4 +1,4 @@
-"""``proxy/pool/pool.py`` without a network: which failures move a request to the next server,
+"""``proxy/upstream/pool.py`` without a network: which failures move a request to the next server,
 which count against the server, and which name the model a call is for."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.pool.pool import Pool, _model_in, _model_in_bytes
+from proxy.upstream.pool import Pool, _model_in, _model_in_bytes
 
 FIRST_BYTE = 300.0
 

@@ -1,10 +1,10 @@
-"""``proxy/pool/routing.py``: candidate ranking, stickiness keys and the LRU, as tables."""
+"""``proxy/upstream/routing.py``: candidate ranking, stickiness keys and the LRU, as tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.pool.routing import Affinity, Candidate, Residency, Tier, affinity_key, rank
+from proxy.upstream.routing import Affinity, Candidate, Residency, Tier, affinity_key, rank
 
 F, P, D, U = Tier.FULL, Tier.PARTIAL, Tier.ON_DISK, Tier.UNKNOWN
 

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from proxy.config import StoreConfig
-from proxy.outcome import Outcome
 from proxy.store import ChatRecord, StoreError, open_store
 from proxy.store.base import Statement
 from proxy.store.service import StoreService
 from proxy.store.sqlite import SQLiteStore
+from proxy.upstream.outcome import Outcome
 
 
 class Flaky(SQLiteStore):

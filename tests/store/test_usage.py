@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from proxy.outcome import Outcome
 from proxy.store.base import UsageRow
 from proxy.store.usage import (
     COMPLETION_ENDPOINTS,
@@ -15,6 +14,7 @@ from proxy.store.usage import (
     UsageQuery,
     buckets,
 )
+from proxy.upstream.outcome import Outcome
 
 D = 1_700_006_400  # a UTC midnight
 H = 3600

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.translate.assemble import StreamAssembly
-from proxy.translate.chat import ResponseContext, to_completion
+from proxy.translate.openai.assemble import StreamAssembly
+from proxy.translate.openai.chat import ResponseContext, to_completion
 
 
 def line(message: dict[str, Any] | None = None, **extra: Any) -> bytes:

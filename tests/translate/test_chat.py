@@ -1,4 +1,4 @@
-"""Tables for ``proxy/translate/chat.py``: one row per request rule, refusal and response rule.
+"""Tables for ``proxy/translate/openai/chat.py``: one row per request rule, refusal and response rule.
 
 Request rows compare the whole Ollama body, so a rule that leaks an extra field fails too.
 Refusal rows pin the exception class, ``status``, ``param`` and ``code`` (what the client sees
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
-from proxy.translate.chat import (
+from proxy.translate.openai.chat import (
     THINK_FOR_EFFORT,
     ReplyShape,
     ResponseContext,

@@ -1,4 +1,4 @@
-"""Tables for ``proxy/translate/completions.py``: request rules, refusals, answers and streams.
+"""Tables for ``proxy/translate/openai/completions.py``: request rules, refusals, answers and streams.
 
 Request rows compare the whole ``/api/generate`` body. Stream rows feed recorded Ollama lines and
 compare the exact SSE bytes, including the usage chunk and ``[DONE]``.
@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
-from proxy.translate.completions import (
+from proxy.translate.openai.completions import (
     CompletionContext,
     chunks_for,
     frames_for_read,

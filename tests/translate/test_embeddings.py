@@ -1,4 +1,4 @@
-"""Tables for ``proxy/translate/embeddings.py``: request rules, refusals, encodings, responses."""
+"""Tables for ``proxy/translate/openai/embeddings.py``: request rules, refusals, encodings, responses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest, ProxyError, UnsupportedParameter, UpstreamError
-from proxy.translate.embeddings import (
+from proxy.translate.openai.embeddings import (
     EmbedRequest,
     floats_to_base64,
     from_openai,

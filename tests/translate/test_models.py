@@ -1,4 +1,4 @@
-"""Tables for ``proxy/translate/models.py``: names, owners, dates, labels, details and entries.
+"""Tables for ``proxy/translate/openai/models.py``: names, owners, dates, labels, details and entries.
 
 Entry rows compare the whole ``/v1/models`` entry, so a rule that leaks or drops a key fails.
 """
@@ -11,7 +11,7 @@ import pytest
 
 from proxy.errors import UpstreamError
 from proxy.translate.keys import camelize
-from proxy.translate.models import (
+from proxy.translate.openai.models import (
     ShowInfo,
     canonical_name,
     display_label,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.translate import chat, completions, embeddings, responses
-from proxy.translate.responses import ResponsesContext
+from proxy.translate.openai import chat, completions, embeddings, responses
+from proxy.translate.openai.responses import ResponsesContext
 
 USER = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}

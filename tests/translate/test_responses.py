@@ -1,4 +1,4 @@
-"""Table tests for ``proxy/translate/responses.py``: Responses requests → Ollama chat bodies,
+"""Table tests for ``proxy/translate/openai/responses.py``: Responses requests → Ollama chat bodies,
 refusals naming the field, and Ollama answers → response objects (validated by the SDK's model)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from openai.types.responses import Response
 
 from proxy.errors import InvalidRequest, UnsupportedParameter
-from proxy.translate.responses import (
+from proxy.translate.openai.responses import (
     ResponsesContext,
     from_openai,
     previous_response_id,
@@ -18,8 +18,8 @@ from proxy.translate.responses import (
     to_history,
     to_response,
 )
-from proxy.translate.responses_input import item_ids, references, response_of
-from proxy.translate.sealed import Sealer, derive_key
+from proxy.translate.openai.responses_input import item_ids, references, response_of
+from proxy.translate.openai.sealed import Sealer, derive_key
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 

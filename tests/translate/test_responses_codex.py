@@ -17,15 +17,15 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from proxy.errors import InvalidRequest, UnsupportedParameter
-from proxy.translate.responses import (
+from proxy.translate.openai.responses import (
     ResponsesContext,
     from_openai,
     skeleton,
     to_history,
     to_response,
 )
-from proxy.translate.responses_stream import frames_for_read, new_stream
-from proxy.translate.sealed import Sealer, derive_key
+from proxy.translate.openai.responses_stream import frames_for_read, new_stream
+from proxy.translate.openai.sealed import Sealer, derive_key
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "codex"
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)

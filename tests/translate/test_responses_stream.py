@@ -1,4 +1,4 @@
-"""Exact events for ``proxy/translate/responses_stream.py``, fed with recorded Ollama NDJSON.
+"""Exact events for ``proxy/translate/openai/responses_stream.py``, fed with recorded Ollama NDJSON.
 
 Each event is parsed back and checked against the SDK's own event models (strict validation),
 the sequence numbers must run 0, 1, 2 …, the template path must give the same bytes as the
@@ -18,8 +18,8 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from proxy.errors import UpstreamError
-from proxy.translate.responses import ResponsesContext, from_openai, skeleton, to_response
-from proxy.translate.responses_stream import (
+from proxy.translate.openai.responses import ResponsesContext, from_openai, skeleton, to_response
+from proxy.translate.openai.responses_stream import (
     ResponsesStream,
     event,
     failed,

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.translate.stored import deleted, list_page, message_objects, retrieved, to_metadata
+from proxy.translate.openai.stored import (
+    deleted,
+    list_page,
+    message_objects,
+    retrieved,
+    to_metadata,
+)
 
 
 @pytest.mark.parametrize("value, expected", [

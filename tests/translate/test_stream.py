@@ -1,4 +1,4 @@
-"""Exact SSE bytes for ``proxy/translate/stream.py``, fed with recorded Ollama NDJSON.
+"""Exact SSE bytes for ``proxy/translate/openai/stream.py``, fed with recorded Ollama NDJSON.
 
 The recorded streams below are Ollama 0.12 ``/api/chat`` lines as they come off the wire: Go's
 encoder escapes ``<``/``>``/``&`` as ``\\u003c``… and writes other non-ASCII as raw UTF-8, the
@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.errors import UPSTREAM_FAULT_MESSAGE, UpstreamError, UpstreamFault
-from proxy.translate import stream
-from proxy.translate.chat import ReplyShape, ResponseContext
-from proxy.translate.stream import (
+from proxy.translate.openai import stream
+from proxy.translate.openai.chat import ReplyShape, ResponseContext
+from proxy.translate.openai.stream import (
     DONE,
     StreamState,
     chunks_for,

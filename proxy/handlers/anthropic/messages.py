@@ -10,14 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ...admission import SERVICE_TIER
 from ...appkeys import ADMISSION, CATALOG, CLIENT, CONFIG, VALIDATOR
 from ...caller import caller
 from ...errors import UpstreamError
-from ...middleware import request_id
-from ...models.resolve import fill_defaults, resolve_model
-from ...outcome import account
-from ...reasoning_key import REASONING_KEY
+from ...gates.errors import request_id
+from ...gates.resolve import fill_defaults, resolve_model
+from ...models.limits import with_defaults
+from ...store.reasoning_key import REASONING_KEY
 from ...translate.anthropic import (
     PING,
     AnswerShape,
@@ -32,7 +31,8 @@ from ...translate.anthropic import (
     new_stream,
     to_message,
 )  # fmt: skip
-from ...validate import with_defaults
+from ...upstream.admission import SERVICE_TIER
+from ...upstream.outcome import account
 from ..common import (
     check_ollama_extras,
     json_response,

@@ -1,0 +1,1 @@
+"""Handlers of what the proxy keeps: usage totals and stored completions."""

@@ -1,0 +1,1 @@
+"""Thin handlers of OpenAI's API family: read, translate, call Ollama, answer."""

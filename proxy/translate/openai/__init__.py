@@ -1,0 +1,1 @@
+"""Pure translations between OpenAI's API family and Ollama's."""

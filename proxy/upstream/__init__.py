@@ -1,0 +1,1 @@
+"""Ollama: the client, the pool of servers, their health, the catalog, admission."""
