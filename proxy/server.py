@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from .logs import setup_logging
 from .observe import structured_access
 from .observe.multiproc import MultiprocDir
 
-__all__ = ["hide_server_version", "install_uvloop", "serve", "supervise"]
+__all__ = ["hide_server_version", "install_uvloop", "serve", "settle_heap", "supervise"]
 
 log = logging.getLogger("proxy")
 
@@ -31,6 +32,13 @@ log = logging.getLogger("proxy")
 FORWARDED = frozenset({signal.SIGHUP, DRAIN_SIGNAL})
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
+
+# The cyclic collector's first threshold once serving (CPython's default is 700). A collection of
+# the youngest generation walks every young object still alive, and those are mostly the state of
+# the requests in flight, so at 700 it ran every couple of requests and cost 25-40 µs per request
+# (measured with gc.callbacks, 16 connections); at 7,000 it runs a tenth as often, each run no
+# dearer. Garbage without cycles is freed by reference counting either way.
+YOUNG_THRESHOLD = 7_000
 
 
 def install_uvloop() -> bool:
@@ -72,6 +80,7 @@ def serve(config: Config, source: str | None = None) -> None:
     app = create_app(config)
     app.on_startup.append(reload_on_sighup(source))
     app.on_startup.append(drain_on_signal)
+    app.on_startup.append(settle_heap)  # last: after every start-up hook has built its state
     web.run_app(
         app,
         host=config.server.host,
@@ -85,6 +94,16 @@ def serve(config: Config, source: str | None = None) -> None:
         access_log_format=ACCESS_LOG_FORMAT,
         print=None,
     )
+
+
+async def settle_heap(app: web.Application) -> None:
+    """Once started: move what start-up built (modules, config, tables, pools) out of the cyclic
+    collector's sight with ``gc.freeze`` (it lives as long as the process, and an old-generation
+    collection would walk it again and again), and raise the young threshold (above)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
 def supervise(config: Config, source: str | None = None) -> int:
