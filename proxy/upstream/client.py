@@ -55,6 +55,9 @@ _PARAM_HINTS = (
 )
 
 
+_URL_CACHE = 64  # bounded all the same: a caller could pass paths that vary
+
+
 class OllamaClient:
     """Talks to one Ollama server; owns its connection pool for the app's lifetime."""
 
@@ -69,8 +72,12 @@ class OllamaClient:
             read_bufsize=2**16,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # One session serves every client: a cookie Ollama (or what fronts it) sets must not
+            # ride along on other clients' requests, and there is no jar to search per request.
+            cookie_jar=aiohttp.DummyCookieJar(),
             trace_configs=trace_configs,  # [tracing]: a CLIENT span and traceparent per call
         )
+        self._urls: dict[str, URL] = {}  # the proxy's own paths (a handful), parsed once each
 
     async def close(self) -> None:
         await self.session.close()
@@ -83,7 +90,7 @@ class OllamaClient:
         ``encoded``: ``path`` (with its query) is already in canonical, escaped form and is used
         as it is; otherwise yarl would decode and normalise it (``%2e%2e`` → ``..`` → gone).
         """
-        url: str | URL = URL(self.base_url + path, encoded=True) if encoded else self.base_url + path
+        url = URL(self.base_url + path, encoded=True) if encoded else self._url(path)
         try:
             return await self.session.request(method, url, data=data, headers=headers,
                                               auto_decompress=auto_decompress)
@@ -105,6 +112,15 @@ class OllamaClient:
         except aiohttp.ClientError as exc:
             log.debug("ollama request failed: %s", exc)
             raise UpstreamError("The request to Ollama failed.") from None
+
+    def _url(self, path: str) -> URL:
+        """The URL of one of the proxy's own paths (``/api/chat``, …), parsed by yarl once."""
+        url = self._urls.get(path)
+        if url is None:
+            url = URL(self.base_url + path)
+            if len(self._urls) < _URL_CACHE:
+                self._urls[path] = url
+        return url
 
     def send(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
              first_byte: float | None = None, auto_decompress: bool = True, encoded: bool = False) -> Call:
