@@ -54,7 +54,7 @@ from ..jobs.secret import BATCH_HEADER, process_secret, read_line_header
 from ..upstream.admission import SERVICE_TIER, Admission, Share, tier_class
 from ..upstream.fairqueue import DEFAULT, HIGH, LOW
 from ..upstream.outcome import REQUEST_OUTCOMES, Outcome
-from .body import body_of
+from .body import body_of, hand_over
 from .policy import policy_of
 from .resolve import resolve_model
 
@@ -67,7 +67,7 @@ KEY = web.RequestKey("api_key", Key)
 # batch owner's key, always in the low class.
 BATCH_LINE = web.RequestKey("batch_line", str)
 _ORIGIN = web.RequestKey("cors_origin", str)
-_RATE = web.RequestKey("rate_headers", tuple)
+_RATE = web.RequestKey("rate_decision", Decision)
 _USER_ANONYMOUS = Caller("anonymous", "user")
 
 
@@ -233,10 +233,11 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)  # the handler refuses the body in its own words
     names = resolve_model(request, body)  # an alias: the key may name it or its target
     model = names.served
-    if not any(key.allows(name) for name in names.names):
+    if key.models and not any(name in key.models for name in names.names):
         raise ModelNotFound(f"The model `{names.requested}` does not exist or you do not have access to it.",
                             param="model")
     if not policy.metered or not key.limited:
+        hand_over(request, body)
         return await handler(request)
     state = request.app[ACCESS]
     limits = key.limits_for(model)
@@ -244,12 +245,17 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
         limits = key.limits_for(names.requested)
     prompt = math.ceil(len(raw) / 4)  # OpenAI's rule of thumb: about 4 bytes a token
     reserved = prompt + (_budget(request, body, model, names.defaults.max_tokens) if policy.completion else 0)
+    hand_over(request, body)  # the handler parses nothing again
     del body
     slot = state.slots.get(key.id)
     if slot is None:
+        if not limits.any:
+            return await handler(request)
         return await _metered(request, handler, state, limits, model, prompt, reserved)
     try:
         async with slot.slot("", request):  # one bound per key, whatever the model
+            if not limits.any:
+                return await handler(request)
             return await _metered(request, handler, state, limits, model, prompt, reserved)
     except RateLimitExceeded:
         raise
@@ -262,8 +268,6 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _metered(request: web.Request, handler: Handler, state: AccessState, limits: Limits, model: str,
                    prompt: int, reserved: int) -> web.StreamResponse:
-    if not limits.any:
-        return await handler(request)
     try:
         decision: Decision | None = await state.limiter.take(limits, reserved)
     except BackendDown:
@@ -273,7 +277,7 @@ async def _metered(request: web.Request, handler: Handler, state: AccessState, l
         decision = None  # fail_open: served unlimited while the store is down (logged by the limiter)
     if decision is None:
         return await handler(request)
-    request[_RATE] = rate_headers(decision)
+    request[_RATE] = decision  # decorate() renders OpenAI's x-ratelimit-* headers from it
     if not decision.allowed:
         raise refusal(decision, model, reserved)
     outcomes: list[Outcome] = []
@@ -316,7 +320,12 @@ _BUDGET_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 def _budget(request: web.Request, body: dict[str, Any], model: str, default: int | None = None) -> int:
     """The answer tokens to reserve: the request's own bound, else the model's default
     (``[models.defaults]`` ``max_tokens``), else the default budget."""
-    budget = next((v for f in _BUDGET_FIELDS if _positive_int(v := body.get(f))), None)
+    budget = None
+    for name in _BUDGET_FIELDS:
+        value = body.get(name)
+        if value is not None and _positive_int(value):
+            budget = value
+            break
     if budget is None and isinstance(options := body.get("options"), dict):
         budget = options.get("num_predict") if _positive_int(options.get("num_predict")) else None
     if budget is None and default is not None:
@@ -346,8 +355,8 @@ def decorate(request: web.Request, response: web.StreamResponse) -> None:
         if request.app[ACCESS].cors.allow_credentials:
             headers["Access-Control-Allow-Credentials"] = "true"
     rate = request.get(_RATE)
-    if rate:
-        response.headers.extend(rate)
+    if rate is not None:
+        response.headers.extend(rate_headers(rate))
 
 
 def key_allows(request: web.Request, model: str, requested: str | None = None) -> bool:

@@ -53,10 +53,26 @@ from ..logs import ProtocolLog
 from .decompress import DECODABLE, PIECE, BodyDecoder
 from .errors import api_family, error_response, request_id
 
-__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "server_settings"]
+__all__ = ["BODY", "body_guard", "body_of", "expect_guard", "hand_over", "handed_over", "server_settings"]
 
 # The request body after decoding it, when it came compressed (``body_of`` reads it).
 BODY = web.RequestKey("body", bytes)
+# The body as a JSON object, when a gate (the meter) parsed it already: the handler takes it.
+_PARSED = web.RequestKey("parsed_body", dict)
+
+
+def hand_over(request: web.Request, body: dict[str, Any]) -> None:
+    """Leave the JSON object a gate parsed for the handler, which takes it (``handed_over``)
+    instead of parsing the bytes again: an agent's body can be hundreds of kilobytes."""
+    request[_PARSED] = body
+
+
+def handed_over(request: web.Request) -> dict[str, Any] | None:
+    """The object a gate parsed, once: taken off the request, so a stream does not hold it."""
+    body = request.get(_PARSED)
+    if body is not None:
+        del request[_PARSED]
+    return body
 
 
 async def body_of(request: web.Request) -> bytes:

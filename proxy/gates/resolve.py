@@ -64,7 +64,8 @@ def resolve_model(request: web.Request, body: dict[str, Any], field: str = "mode
         return _NONE
     check_name(name, field)
     resolved: Resolved | None = request.get(RESOLVED)
-    if resolved is None or resolved.requested != name:
+    # Asked again (the meter, then the handler) the body may name the target already: the same.
+    if resolved is None or name not in (resolved.requested, resolved.served):
         resolved = request.app[MODELS].resolve(name)
         request[RESOLVED] = resolved
         request[REQUESTED_MODEL] = name

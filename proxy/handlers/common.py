@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..appkeys import CATALOG, CONFIG
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamFault, UpstreamMalformed
-from ..gates.body import body_of
+from ..gates.body import body_of, handed_over
 from ..gates.errors import request_id
 from ..gates.outbound import ClientStalled, WriteGuard, abort
 from ..ids import new_id
@@ -40,6 +40,9 @@ S = TypeVar("S", bound=LineState)
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; aiohttp enforces the size limit while reading."""
+    parsed = handed_over(request)  # the meter's parse of the same bytes
+    if parsed is not None:
+        return parsed
     raw = await body_of(request)
     try:
         body = orjson.loads(raw)

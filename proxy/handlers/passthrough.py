@@ -35,7 +35,7 @@ from ..errors import (
     ProxyError,
     UpstreamFault,
 )
-from ..gates.body import body_of
+from ..gates.body import body_of, handed_over
 from ..gates.errors import REQUEST_ID_HEADER, SERVER_NAME, request_id
 from ..gates.outbound import ClientStalled, WriteGuard
 from ..gates.resolve import check_name, fill_defaults, resolve_model
@@ -115,6 +115,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def _checked_body(request: web.Request, path: str, raw: bytes) -> dict[str, Any]:
     """The body as Ollama will read it, after the gates, the limits and Ollama's own knobs."""
     validator = request.app[VALIDATOR]
+    handed_over(request)  # the meter's parse, dropped: Ollama reads keys as Go does (parse_object)
     body = parse_object(raw)
     for field in MODEL_FIELDS:  # no NUL in any name Ollama reads
         if isinstance(value := body.get(field), str):
