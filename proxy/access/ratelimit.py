@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import RateLimitExceeded
 from .keys import Limits
@@ -81,48 +81,78 @@ def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
 
 
 class MemoryLimiter:
-    """Buckets in this process's memory, on its monotonic clock."""
+    """Buckets in this process's memory, on its monotonic clock.
+
+    ``take_now`` is ``_step`` and ``_state`` written out for the two limits at once (it runs on
+    every metered request), with each ``Limits``' per-worker share and intervals worked out once."""
 
     name = "memory"
 
     def __init__(self, share: int = 1) -> None:
         self.share = max(1, share)  # workers sharing the port: each enforces limit / share
         self._tats: dict[tuple[str, str], float] = {}
+        self._plans: dict[Limits, _Plan] = {}  # a key's limits: a handful; rebuilt keys bring new ones
 
     def _limit(self, limit: int) -> int:
         return max(1, limit // self.share) if limit else 0
+
+    def _plan(self, limits: Limits) -> _Plan:
+        plan = self._plans.get(limits)
+        if plan is None:
+            if len(self._plans) >= _PLANS:
+                self._plans.clear()
+            rpm, tpm = self._limit(limits.rpm), self._limit(limits.tpm)
+            plan = self._plans[limits] = _Plan(rpm, tpm, WINDOW / rpm if rpm else 0.0, WINDOW / tpm if tpm else 0.0,
+                                               (limits.bucket, "r"), (limits.bucket, "t"))
+        return plan
 
     async def take(self, limits: Limits, tokens: int) -> Decision:
         return self.take_now(limits, tokens, time.monotonic())
 
     def take_now(self, limits: Limits, tokens: int, now: float) -> Decision:
-        rpm, tpm = self._limit(limits.rpm), self._limit(limits.tpm)
+        rpm, tpm, r_interval, t_interval, r_key, t_key = self._plan(limits)
         if tpm and tokens > tpm:
             return Decision(False, rpm, 0, 0.0, tpm, 0, 0.0, refused="too_large")
-        r_key, t_key = (limits.bucket, "r"), (limits.bucket, "t")
-        r = _step(self._tats.get(r_key, now), now, rpm, 1) if rpm else (True, now, now)
-        t = _step(self._tats.get(t_key, now), now, tpm, tokens) if tpm else (True, now, now)
-        allowed = r[0] and t[0]
+        tats = self._tats
+        r_fits = t_fits = True
+        r_base = r_new = t_base = t_new = now
+        if rpm:
+            r_base = max(now, tats.get(r_key, now))
+            r_new = r_base + WINDOW / rpm
+            r_fits = r_new - now <= WINDOW + 1e-9  # the tolerance of _step
+        if tpm:
+            t_base = max(now, tats.get(t_key, now))
+            t_new = t_base + tokens * WINDOW / tpm
+            t_fits = t_new - now <= WINDOW + 1e-9
+        allowed = r_fits and t_fits
         if allowed:  # both or neither: a refused request costs nothing
             if rpm:
-                self._tats[r_key] = r[2]
+                tats[r_key] = r_new
             if tpm:
-                self._tats[t_key] = t[2]
-        r_left, r_reset = _state(r[2] if allowed else r[1], now, rpm) if rpm else (0, 0.0)
-        t_left, t_reset = _state(t[2] if allowed else t[1], now, tpm) if tpm else (0, 0.0)
-        retry = 0.0 if allowed else max(r[2] - now - WINDOW, t[2] - now - WINDOW, 0.0)
-        refused = None if allowed else ("requests" if not r[0] else "tokens")
-        return Decision(allowed, rpm, r_left, r_reset, tpm, t_left, t_reset, retry, refused)
+                tats[t_key] = t_new
+        r_left = t_left = 0
+        r_reset = t_reset = 0.0
+        if rpm:
+            r_tat = r_new if allowed else r_base
+            r_left, r_reset = max(0, min(rpm, math.floor((now + WINDOW - r_tat) / r_interval + 1e-9))), r_tat - now
+        if tpm:
+            t_tat = t_new if allowed else t_base
+            t_left, t_reset = max(0, min(tpm, math.floor((now + WINDOW - t_tat) / t_interval + 1e-9))), t_tat - now
+        if allowed:
+            return Decision(True, rpm, r_left, r_reset, tpm, t_left, t_reset)
+        retry = max(r_new - now - WINDOW, t_new - now - WINDOW, 0.0)
+        return Decision(False, rpm, r_left, r_reset, tpm, t_left, t_reset, retry, "requests" if not r_fits else "tokens")
 
     def settle(self, limits: Limits, delta: int) -> None:
         self.settle_now(limits, delta, time.monotonic())
 
     def settle_now(self, limits: Limits, delta: int, now: float) -> None:
-        tpm = self._limit(limits.tpm)
-        if not tpm or not delta:
+        if not delta:
             return
-        key = (limits.bucket, "t")
-        tat = max(self._tats.get(key, now) + delta * WINDOW / tpm, now)
+        _, tpm, _, _, _, key = self._plan(limits)
+        if not tpm:
+            return
+        tat = self._tats.get(key, now) + delta * WINDOW / tpm
         if tat <= now:
             self._tats.pop(key, None)  # whole again: nothing to remember
         else:
@@ -133,6 +163,20 @@ class MemoryLimiter:
 
     async def close(self) -> None:
         self._tats.clear()
+
+
+_PLANS = 4096  # bounded: a reload builds new Limits objects, the old ones are dropped with the lot
+
+
+class _Plan(NamedTuple):
+    """One ``Limits`` as this worker enforces it."""
+
+    rpm: int
+    tpm: int
+    r_interval: float  # seconds of the window one request takes
+    t_interval: float  # seconds one token takes
+    r_key: tuple[str, str]
+    t_key: tuple[str, str]
 
 
 # ---- OpenAI's rendering ------------------------------------------------------------------------

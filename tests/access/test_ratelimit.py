@@ -3,15 +3,19 @@ behaviour suite run against both backends (the Redis one on a real redis-server)
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 
 import pytest
 
 from proxy.access.keys import Limits
 from proxy.access.ratelimit import (
+    WINDOW,
     Decision,
     Limiter,
     MemoryLimiter,
+    _state,
+    _step,
     go_duration,
     rate_headers,
     refusal,
@@ -151,3 +155,45 @@ async def test_backend_buckets_are_apart(limiter: Limiter) -> None:
     assert (await limiter.take(Limits("a", rpm=1, tpm=0), 0)).allowed
     assert not (await limiter.take(Limits("a", rpm=1, tpm=0), 0)).allowed
     assert (await limiter.take(Limits("b", rpm=1, tpm=0), 0)).allowed
+
+
+def _reference_take(tats: dict[str, float], limits: Limits, tokens: int, now: float) -> tuple[object, ...]:
+    """GCRA as ``_step`` and ``_state`` state it: what MemoryLimiter.take_now writes out inline."""
+    rpm, tpm = limits.rpm, limits.tpm
+    if tpm and tokens > tpm:
+        return (False, rpm, 0, 0.0, tpm, 0, 0.0, 0.0, "too_large")
+    r = _step(tats.get("r", now), now, rpm, 1) if rpm else (True, now, now)
+    t = _step(tats.get("t", now), now, tpm, tokens) if tpm else (True, now, now)
+    allowed = r[0] and t[0]
+    if allowed:
+        if rpm:
+            tats["r"] = r[2]
+        if tpm:
+            tats["t"] = t[2]
+    r_left, r_reset = _state(r[2] if allowed else r[1], now, rpm) if rpm else (0, 0.0)
+    t_left, t_reset = _state(t[2] if allowed else t[1], now, tpm) if tpm else (0, 0.0)
+    retry = 0.0 if allowed else max(r[2] - now - WINDOW, t[2] - now - WINDOW, 0.0)
+    refused = None if allowed else ("requests" if not r[0] else "tokens")
+    return (allowed, rpm, r_left, r_reset, tpm, t_left, t_reset, retry, refused)
+
+
+@pytest.mark.parametrize("rpm,tpm", [(3, 0), (0, 500), (7, 1000), (1, 1), (1_000_000_000, 10**12)])
+def test_take_now_is_the_gcra_of_step_and_state(rpm: int, tpm: int) -> None:
+    rng = random.Random(rpm * 31 + tpm)
+    limiter, limits, tats = MemoryLimiter(), Limits("k", rpm, tpm), {}
+    now = 1_000_000.0 + rng.random()
+    for _ in range(400):
+        now += rng.choice((0.0, 0.001, 0.5, 3.0, 61.0))
+        tokens = rng.choice((0, 1, 10, 200, 499, 600))
+        got = limiter.take_now(limits, tokens, now)
+        want = _reference_take(tats, limits, tokens, now)
+        assert (got.allowed, got.limit_requests, got.remaining_requests, got.reset_requests, got.limit_tokens,
+                got.remaining_tokens, got.reset_tokens, got.retry_after, got.refused) == want
+        if got.allowed and tpm and rng.random() < 0.3:  # a settlement moves both the same way
+            delta = rng.choice((-150, -5, 3, 40))
+            limiter.settle_now(limits, delta, now)
+            tat = max(tats.get("t", now) + delta * WINDOW / tpm, now)
+            if tat <= now:
+                tats.pop("t", None)
+            else:
+                tats["t"] = tat
