@@ -22,6 +22,17 @@ CONFIGS = {
             f'[[auth.keys]]\nid = "bench"\nsha256 = "{hashlib.sha256(KEY.encode()).hexdigest()}"\n'
             "rpm = 1000000000\ntpm = 1000000000000\n",
 }
+# One feature taken out of "full" at a time: where the all-features cost goes.
+_KEY = f'[[auth.keys]]\nid = "bench"\nsha256 = "{hashlib.sha256(KEY.encode()).hexdigest()}"\n'
+_STORE = '[store]\nenabled = true\nurl = "sqlite:///{tmp}/ab-store.db"\n'
+CONFIGS |= {
+    "key": BASE + "[metrics]\nenabled = false\n" + _KEY,
+    "key+limits": BASE + "[metrics]\nenabled = false\n" + _KEY + "rpm = 1000000000\ntpm = 1000000000000\n",
+    "full-store": BASE + _KEY + "rpm = 1000000000\ntpm = 1000000000000\n",
+    "full-metrics": BASE + "[metrics]\nenabled = false\n" + _STORE + _KEY
+                    + "rpm = 1000000000\ntpm = 1000000000000\n",
+    "full-limits": BASE + _STORE + _KEY,
+}
 
 
 def free_port() -> int:
@@ -84,7 +95,7 @@ def main() -> None:
                           {"PYTHONPATH": tree, "OLLAMA_BASE_URL": f"http://127.0.0.1:{upstream}"})
                 procs.append(p)
                 ports[kind] = (port, p.pid)
-            sides[name] = (ports, "openai-key" if conf == "full" else "openai")
+            sides[name] = (ports, "openai" if conf in ("defaults", "nometrics") else "openai-key")
         for ports, _ in sides.values():
             for port, _pid in ports.values():
                 wait(port)
