@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
@@ -336,3 +337,28 @@ async def test_a_deadline_leaves_another_cancellation_alone() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert verdicts == [False]
+
+
+async def test_a_cookie_ollama_sets_never_rides_on_the_next_request(aiohttp_server: Any) -> None:
+    """One session serves every client: a ``Set-Cookie`` in one answer (an auth front of Ollama,
+    say) must not come back on anyone's later request."""
+    seen: list[str | None] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"message": {"role": "assistant", "content": "hi"}, "done": True})
+        response.set_cookie("session", "client-a-secret")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/chat", chat)
+    server = await aiohttp_server(app)
+    # By name: aiohttp's jar keeps no cookie of a bare IP address.
+    ollama = OllamaClient(UpstreamConfig(base_url=f"http://localhost:{server.port}/",
+                                         timeouts=Timeouts(connect=1, first_byte=5, idle=5)))
+    try:
+        for _ in range(2):
+            assert (await ollama.request_json("POST", "/api/chat", {"model": "m"}))["done"] is True
+    finally:
+        await ollama.close()
+    assert seen == [None, None]
