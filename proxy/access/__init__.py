@@ -1,4 +1,5 @@
-"""Access: API keys, per-key rate limits, and the browser-safety checks (CORS, Host, type).
+"""Access: API keys, per-key rate limits (memory or Redis), CORS and allowed hosts.
 
-The gates that apply them to a request are in ``gate.py``; the rest knows nothing of handlers.
+The gates that apply them to a request are in ``gates/access.py``; this package knows nothing
+of requests or handlers.
 """

@@ -1,1 +1,2 @@
-"""Pure translation between the OpenAI API and Ollama's API: no I/O, no clock, no randomness."""
+"""Pure translation between each client API family (``openai/``, ``anthropic/``) and Ollama's
+API: no I/O, no clock, no randomness."""
