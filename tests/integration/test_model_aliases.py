@@ -213,3 +213,31 @@ async def test_sighup_swaps_the_aliases_of_a_running_proxy(
         answer = await client.chat.completions.create(model="gpt-5-mini", messages=USER)  # type: ignore[arg-type]
     assert answer.model == "gpt-5-mini"
     assert [b["model"] for b in sent(fake_ollama)] == ["llama3.2", "qwen3:8b"]
+
+
+async def test_a_metered_key_sees_the_same_aliases_and_defaults_on_every_route(
+        app_factory: AppFactory, fake_ollama: FakeOllama) -> None:
+    """With limits the meter parses the body first and hands it to the handler: what Ollama
+    gets and what the answer names are the same as without it."""
+    from proxy.access.keys import hash_key
+
+    keys = [{"id": "team", "sha256": hash_key("sk-team"), "rpm": 1000, "tpm": 10_000_000}]
+    url, _ = await app_factory({**CODEX, "auth": {"keys": keys}, "passthrough": {"enabled": True}})
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-team", max_retries=0) as client:
+        raw = await client.chat.completions.with_raw_response.create(model="gpt-5-mini", messages=USER)  # type: ignore[arg-type]
+        completion = await client.completions.create(model="gpt-5-mini", prompt="hi")  # type: ignore[arg-type]
+        embedded = await client.embeddings.create(model="fast", input="hi")
+        response = await client.responses.create(model="claude-sonnet-4-5", input="hi")
+    assert raw.parse().model == "gpt-5-mini" and raw.headers["x-ratelimit-limit-requests"] == "1000"
+    assert (completion.model, embedded.model, response.model) == ("gpt-5-mini", "fast", "claude-sonnet-4-5")
+    chat = sent(fake_ollama)[0]
+    assert (chat["model"], chat["options"]["num_ctx"], chat["keep_alive"]) == ("llama3.2", 65536, "30m")
+    assert sent(fake_ollama, "/api/generate")[-1]["model"] == "llama3.2"
+    assert sent(fake_ollama, "/api/embed")[-1]["options"] == {"num_ctx": 65536}
+    assert sent(fake_ollama)[-1]["model"] == "qwen3:8b"
+    native_body = {"model": "gpt-5-mini", "messages": USER, "stream": False}
+    async with (aiohttp.ClientSession(headers={"Authorization": "Bearer sk-team"}) as session,
+                session.post(url + "/api/chat", json=native_body) as r):
+        assert r.status == 200 and r.headers["x-ratelimit-limit-requests"] == "1000"
+    native = sent(fake_ollama)[-1]
+    assert (native["model"], native["options"], native["keep_alive"]) == ("llama3.2", {"num_ctx": 65536}, "30m")
