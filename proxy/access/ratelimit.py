@@ -62,36 +62,21 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
 
-# ---- GCRA, shared by the memory backend and mirrored by the Lua script -----------------------
-
-
-def _step(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, float]:
-    """(fits, TAT before, TAT after charging) for ``cost`` against ``limit``."""
-    base = max(tat, now)
-    new = base + cost * WINDOW / limit
-    # A tolerance for float rounding: (now + 60.0) - now is 60.00000000000003 at some clock values,
-    # which would refuse a whole bucket's first request.
-    return new - now <= WINDOW + 1e-9, base, new
-
-
-def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
-    """(remaining, seconds until whole) of a bucket whose TAT is ``tat``."""
-    interval = WINDOW / limit
-    return max(0, min(limit, math.floor((now + WINDOW - tat) / interval + 1e-9))), tat - now
-
-
 class MemoryLimiter:
     """Buckets in this process's memory, on its monotonic clock.
 
-    ``take_now`` is ``_step`` and ``_state`` written out for the two limits at once (it runs on
-    every metered request), with each ``Limits``' per-worker share and intervals worked out once."""
+    ``take_now`` is GCRA for the two limits at once, the arithmetic the Lua script mirrors (it runs
+    on every metered request): a cost of ``c`` moves a TAT ``c × 60 s / limit`` on from
+    ``max(TAT, now)`` and fits while it stays within a minute of now; what is left is the whole
+    requests or tokens between the TAT and a minute from now. Each ``Limits``' per-worker share
+    and intervals are worked out once."""
 
     name = "memory"
 
     def __init__(self, share: int = 1) -> None:
         self.share = max(1, share)  # workers sharing the port: each enforces limit / share
         self._tats: dict[tuple[str, str], float] = {}
-        self._plans: dict[Limits, _Plan] = {}  # a key's limits: a handful; rebuilt keys bring new ones
+        self._plans: dict[Limits, _Plan] = {}  # by value: a handful per key, bounded below
 
     def _limit(self, limit: int) -> int:
         return max(1, limit // self.share) if limit else 0
@@ -119,7 +104,9 @@ class MemoryLimiter:
         if rpm:
             r_base = max(now, tats.get(r_key, now))
             r_new = r_base + WINDOW / rpm
-            r_fits = r_new - now <= WINDOW + 1e-9  # the tolerance of _step
+            # A tolerance for float rounding: (now + 60.0) - now is 60.00000000000003 at some clock
+            # values, which would refuse a whole bucket's first request.
+            r_fits = r_new - now <= WINDOW + 1e-9
         if tpm:
             t_base = max(now, tats.get(t_key, now))
             t_new = t_base + tokens * WINDOW / tpm
@@ -165,7 +152,7 @@ class MemoryLimiter:
         self._tats.clear()
 
 
-_PLANS = 4096  # bounded: a reload builds new Limits objects, the old ones are dropped with the lot
+_PLANS = 4096  # bounded: limits changed by reloads add entries; past this the lot is dropped
 
 
 class _Plan(NamedTuple):

@@ -233,7 +233,7 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)  # the handler refuses the body in its own words
     names = resolve_model(request, body)  # an alias: the key may name it or its target
     model = names.served
-    if key.models and not any(name in key.models for name in names.names):
+    if not any(key.allows(name) for name in names.names):
         raise ModelNotFound(f"The model `{names.requested}` does not exist or you do not have access to it.",
                             param="model")
     if not policy.metered or not key.limited:
@@ -249,13 +249,9 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
     del body
     slot = state.slots.get(key.id)
     if slot is None:
-        if not limits.any:
-            return await handler(request)
         return await _metered(request, handler, state, limits, model, prompt, reserved)
     try:
         async with slot.slot("", request):  # one bound per key, whatever the model
-            if not limits.any:
-                return await handler(request)
             return await _metered(request, handler, state, limits, model, prompt, reserved)
     except RateLimitExceeded:
         raise
@@ -268,6 +264,8 @@ async def meter(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _metered(request: web.Request, handler: Handler, state: AccessState, limits: Limits, model: str,
                    prompt: int, reserved: int) -> web.StreamResponse:
+    if not limits.any:
+        return await handler(request)
     try:
         decision: Decision | None = await state.limiter.take(limits, reserved)
     except BackendDown:

@@ -3,6 +3,7 @@ behaviour suite run against both backends (the Redis one on a real redis-server)
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 
@@ -14,8 +15,6 @@ from proxy.access.ratelimit import (
     Decision,
     Limiter,
     MemoryLimiter,
-    _state,
-    _step,
     go_duration,
     rate_headers,
     refusal,
@@ -157,8 +156,21 @@ async def test_backend_buckets_are_apart(limiter: Limiter) -> None:
     assert (await limiter.take(Limits("b", rpm=1, tpm=0), 0)).allowed
 
 
+def _step(tat: float, now: float, limit: int, cost: int) -> tuple[bool, float, float]:
+    """GCRA's step as the module docstring states it: (fits, TAT before, TAT after charging)."""
+    base = max(tat, now)
+    new = base + cost * WINDOW / limit
+    return new - now <= WINDOW + 1e-9, base, new
+
+
+def _state(tat: float, now: float, limit: int) -> tuple[int, float]:
+    """(remaining, seconds until whole) of a bucket whose TAT is ``tat``."""
+    interval = WINDOW / limit
+    return max(0, min(limit, math.floor((now + WINDOW - tat) / interval + 1e-9))), tat - now
+
+
 def _reference_take(tats: dict[str, float], limits: Limits, tokens: int, now: float) -> tuple[object, ...]:
-    """GCRA as ``_step`` and ``_state`` state it: what MemoryLimiter.take_now writes out inline."""
+    """GCRA step by step, one limit at a time: what MemoryLimiter.take_now writes out inline."""
     rpm, tpm = limits.rpm, limits.tpm
     if tpm and tokens > tpm:
         return (False, rpm, 0, 0.0, tpm, 0, 0.0, 0.0, "too_large")
